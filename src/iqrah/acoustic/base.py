@@ -1,0 +1,28 @@
+"""The one interface every acoustic model implements: audio in, CTC log-probabilities out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from .vocab import Vocabulary
+
+
+class AcousticModel(ABC):
+    """Frame-wise phoneme log-probabilities for 16 kHz mono audio.
+
+    Implementations load their weights from the package or a local folder, never from a hub.
+    """
+
+    #: the tokens of the output axis; token 0 is the CTC blank
+    vocab: Vocabulary
+    #: seconds between two output frames (e.g. 0.02 or 0.04)
+    frame_seconds: float
+
+    @abstractmethod
+    def log_probs(self, audio_16k: np.ndarray) -> np.ndarray:
+        """(T, V) float32 log-softmax over ``vocab`` for each output frame."""
+
+    def frames_for(self, seconds: float) -> int:
+        return int(seconds / self.frame_seconds)

@@ -1,0 +1,49 @@
+"""The token set of every acoustic model: the phonetizer's phoneme letters plus the CTC blank.
+
+Token ids are stable: blank is 0 and the letters follow in the order ``quran-transcript``
+declares them, so a model card only needs to store this list to be checked against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import astuple
+from functools import cache
+
+from quran_transcript import alphabet as alph
+
+BLANK = "<blank>"
+
+
+@cache
+def phoneme_vocab() -> tuple[str, ...]:
+    letters = tuple(dict.fromkeys(astuple(alph.phonetics)))
+    return (BLANK, *letters)
+
+
+class Vocabulary:
+    """Maps phoneme strings to token ids and back."""
+
+    def __init__(self, tokens: tuple[str, ...] | list[str] = ()):
+        self.tokens = tuple(tokens) or phoneme_vocab()
+        if self.tokens[0] != BLANK:
+            raise ValueError(f"token 0 must be the blank {BLANK!r}")
+        self._ids = {t: i for i, t in enumerate(self.tokens)}
+        self.blank = 0
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, phonemes: str) -> list[int]:
+        try:
+            return [self._ids[c] for c in phonemes]
+        except KeyError as exc:
+            raise ValueError(f"phoneme {exc.args[0]!r} is not in the vocabulary") from None
+
+    def decode(self, ids) -> str:
+        return "".join(self.tokens[i] for i in ids if i != self.blank)
+
+    def greedy(self, log_probs) -> str:
+        """Best-path decoding: argmax per frame, merge repeats, drop blanks."""
+        best = log_probs.argmax(axis=1)
+        keep = [int(b) for i, b in enumerate(best) if b != self.blank and (i == 0 or b != best[i - 1])]
+        return self.decode(keep)

@@ -1,0 +1,145 @@
+"""The ``iqrah`` command line: a thin layer over the library; errors become one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from . import __version__
+
+app = typer.Typer(
+    name="iqrah",
+    help="Listens to Quran recitation and says what was right and wrong.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+RULE_STYLES = {"madd": "bold blue", "ghunnah": "bold green", "idgham": "bold magenta",
+               "qalqalah": "bold red", "sakt": "bold yellow"}
+
+
+def fail(message: str) -> None:
+    """Print a one-line error and exit with status 2 (bad input), as every command does."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"iqrah {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None):
+    """Listens to Quran recitation and says what was right and wrong."""
+
+
+@app.command()
+def reference(
+    spec: Annotated[str, typer.Argument(help="SURAH:AYAH, SURAH:AYAH-AYAH or SURAH:AYAH:WORD[-WORD]")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the Reference as JSON.")] = False,
+    basmala: Annotated[bool, typer.Option(help="Prepend the basmala to an ayah 1 (not surahs 1, 9).")] = False,
+    madd_monfasel: Annotated[int, typer.Option(help="Separated madd length in harakat (2-5).")] = 4,
+    madd_mottasel: Annotated[int, typer.Option(help="Connected madd length in harakat (4-6).")] = 4,
+    madd_aared: Annotated[int, typer.Option(help="Madd before a stop, in harakat (2, 4, 6).")] = 4,
+):
+    """What an ayah should sound like: words, phonemes and the tajweed rules they carry."""
+    from pydantic import ValidationError
+
+    from .config import RecitationSettings
+    from .quran import UnknownAyahError, build_reference
+
+    settings = RecitationSettings(madd_monfasel=madd_monfasel, madd_mottasel=madd_mottasel,
+                                  madd_mottasel_waqf=madd_mottasel, madd_aared=madd_aared)
+    try:
+        ref = build_reference(spec, settings, include_basmala=basmala)
+    except UnknownAyahError as exc:
+        fail(str(exc))
+    except ValidationError as exc:
+        fail("invalid recitation settings: " + "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    if as_json:
+        sys.stdout.write(ref.to_json() + "\n")
+        return
+    table = Table(title=f"{ref.spec}  ({len(ref.words)} words, {len(ref.units)} phoneme units)",
+                  show_lines=False)
+    for column in ("ayah", "word", "text", "phonemes", "rules"):
+        table.add_column(column, no_wrap=column != "rules")
+    for word in ref.words:
+        rules = Text()
+        for unit in ref.word_units(word.index):
+            for rule in unit.rules:
+                label = rule.tag + (f"({rule.harakat})" if rule.harakat else "")
+                rules.append(f"{label} ", style=RULE_STYLES.get(rule.family, ""))
+                rules.append(f"on {unit.phonemes}  ", style="dim")
+        table.add_row(str(word.ayah), str(word.number), word.text, word.phonemes, rules)
+    console.print(table)
+
+
+@app.command()
+def audio(
+    file: Annotated[Path, typer.Argument(help="A recording: wav, flac, mp3, ogg/opus, webm, m4a.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    max_minutes: Annotated[float, typer.Option(help="Refuse recordings longer than this.")] = 10.0,
+):
+    """Decode a recording to 16 kHz mono and list its speech segments (Silero VAD)."""
+    from .audio import AudioError, AudioLimits, decode_audio, speech_segments
+
+    try:
+        samples = decode_audio(file, limits=AudioLimits(max_seconds=max_minutes * 60))
+    except AudioError as exc:
+        fail(str(exc))
+    segments = speech_segments(samples)
+    result = {
+        "file": str(file),
+        "duration_s": round(samples.size / 16000, 3),
+        "peak_dbfs": round(20 * float(__import__("numpy").log10(max(abs(samples).max(), 1e-9))), 1),
+        "speech": [[round(s.start_s, 3), round(s.end_s, 3)] for s in segments],
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    console.print(f"{file}: {result['duration_s']} s at 16 kHz, peak {result['peak_dbfs']} dBFS")
+    for start, end in result["speech"]:
+        console.print(f"  speech {start:8.2f} - {end:8.2f} s")
+
+
+@app.command()
+def info():
+    """Check that the engine's parts load here, and say what is installed."""
+    import time
+
+    import onnxruntime
+
+    from .acoustic import phoneme_vocab
+    from .audio import SileroVad
+    from .quran import build_reference
+
+    table = Table(title=f"iqrah {__version__}", show_header=False)
+    start = time.perf_counter()
+    ref = build_reference("1:2")
+    table.add_row("reference", f"quran-transcript ok: 1:2 -> {ref.phonemes} "
+                  f"({(time.perf_counter() - start) * 1000:.0f} ms)")
+    start = time.perf_counter()
+    SileroVad()
+    table.add_row("vad", f"Silero VAD v6 on onnxruntime {onnxruntime.__version__} "
+                  f"({(time.perf_counter() - start) * 1000:.0f} ms to load)")
+    table.add_row("vocabulary", f"{len(phoneme_vocab())} tokens (blank + phonemes)")
+    table.add_row("acoustic model", "none bundled yet")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,247 @@
+"""The expected recitation of an ayah, a range of ayahs or a span of words, phoneme by phoneme.
+
+Each ayah (or the requested word span) is phonetized once as a whole, because a word's phonemes
+depend on its neighbours (idgham, hamzat al-wasl) and on where the reciter stops. The result is
+then cut into the phonetizer's own phoneme groups ("units", one per row of sifat) and each unit
+is traced back to the Uthmani word and letters it came from through the phonetizer's mappings.
+A range of ayahs is recited with a stop at the end of each ayah, so each ayah is its own span.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+
+from quran_transcript import MappingPos, quran_phonetizer
+from quran_transcript import alphabet as alph
+
+from ..config import RecitationSettings
+from . import rules as tajweed
+from .rules import Rule
+from .text import AyahSpec, ayah_words, basmala_text, has_separate_basmala, parse_spec
+
+SIFAT = ("hams_or_jahr", "shidda_or_rakhawa", "tafkheem_or_taqeeq", "itbaq", "safeer", "qalqla",
+         "tikraar", "tafashie", "istitala", "ghonna")
+
+
+@dataclass(frozen=True)
+class PhonemeUnit:
+    """One phoneme group: a letter (possibly held or doubled) with its vowel, or a madd.
+
+    ``char_span`` is the [start, end) range of Uthmani characters in the word it came from;
+    ``phoneme_span`` the [start, end) range in ``Reference.phonemes``.
+    """
+
+    index: int
+    phonemes: str
+    word_index: int
+    char_span: tuple[int, int]
+    phoneme_span: tuple[int, int]
+    sifat: dict[str, str]
+    rules: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True)
+class Word:
+    """One Uthmani word of the reference; ``units`` are indices into ``Reference.units``.
+
+    ``ayah`` is 0 for a basmala recited before the first ayah; ``number`` counts words from 1
+    within the ayah (as word timing files do).
+    """
+
+    index: int
+    surah: int
+    ayah: int
+    number: int
+    text: str
+    units: tuple[int, int]
+    phonemes: str
+
+
+@dataclass(frozen=True)
+class Reference:
+    spec: str
+    settings: RecitationSettings
+    words: tuple[Word, ...]
+    units: tuple[PhonemeUnit, ...]
+    phonemes: str
+    includes_basmala: bool = False
+    _meta: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def word_units(self, word_index: int) -> tuple[PhonemeUnit, ...]:
+        start, end = self.words[word_index].units
+        return self.units[start:end]
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("_meta")
+        for unit in data["units"]:
+            for rule, obj in zip(unit["rules"], self.units[unit["index"]].rules):
+                rule["tag"] = obj.tag
+        return data
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
+
+
+def build_reference(spec: str | AyahSpec, settings: RecitationSettings | None = None, *,
+                    include_basmala: bool = False) -> Reference:
+    """The Reference for ``spec``. ``include_basmala`` prepends the basmala to an ayah 1 that is
+    recited with one (every surah but 1 and 9); its words then have ``ayah == 0``.
+
+    Raises UnknownAyahError for a spec that names no text of the Quran.
+    """
+    if isinstance(spec, str):
+        spec = parse_spec(spec)
+    settings = settings or RecitationSettings()
+    return _cached_reference(spec, settings, include_basmala)
+
+
+@lru_cache(maxsize=256)
+def _cached_reference(spec: AyahSpec, settings: RecitationSettings,
+                      include_basmala: bool) -> Reference:
+    moshaf = settings.to_moshaf()
+    segments: list[tuple[int, list[str], int]] = []  # (ayah, words, number of the first word)
+    basmala = include_basmala and spec.ayah == 1 and spec.word_start is None and has_separate_basmala(spec.surah)
+    if basmala:
+        segments.append((0, basmala_text().split(), 1))
+    for ayah in spec.ayahs:
+        words = ayah_words(spec.surah, ayah)
+        if spec.word_start is not None:
+            segments.append((ayah, words[spec.word_start - 1 : spec.word_end], spec.word_start))
+        else:
+            segments.append((ayah, words, 1))
+
+    words: list[Word] = []
+    units: list[PhonemeUnit] = []
+    phonemes = ""
+    for ayah, segment_words, first_number in segments:
+        seg_words, seg_units, seg_phonemes = _phonetize_segment(
+            spec.surah, ayah, segment_words, first_number, moshaf,
+            word_offset=len(words), unit_offset=len(units), phoneme_offset=len(phonemes))
+        words += seg_words
+        units += seg_units
+        phonemes += seg_phonemes
+    return Reference(spec=str(spec), settings=settings, words=tuple(words), units=tuple(units),
+                     phonemes=phonemes, includes_basmala=basmala)
+
+
+def _phonetize_segment(surah, ayah, segment_words, first_number, moshaf, *, word_offset,
+                       unit_offset, phoneme_offset):
+    """Phonetize one span of words (stopping at its end) and trace units back to words."""
+    text = " ".join(segment_words)
+    out = quran_phonetizer(text, moshaf, remove_spaces=True, sura_idx=surah)
+    if "".join(row.phonemes for row in out.sifat) != out.phonemes:
+        raise RuntimeError(f"quran-transcript sifat do not cover the phonemes of {surah}:{ayah}")
+
+    char_word = _char_word_index(segment_words)
+    index = _MappingIndex(out.mappings, char_word, len(out.phonemes))
+
+    words_units: list[list[int]] = [[] for _ in segment_words]
+    units: list[PhonemeUnit] = []
+    start = 0
+    for row_index, row in enumerate(out.sifat):
+        end = start + len(row.phonemes)
+        w = index.owner[start]
+        unit_index = unit_offset + len(units)
+        sources = index.sources(start, end)
+        own_chars = [i for i in sources if char_word[i] == w]
+        word_start_char = char_word.index(w)
+        char_span = ((min(own_chars) - word_start_char, max(own_chars) + 1 - word_start_char)
+                     if own_chars else (0, 0))
+        source_chars = "".join(text[i] for i in sources)
+        # letters of earlier words deleted right where this word's first unit starts: an idgham
+        merged = "" if words_units[w] else "".join(
+            text[i] for i in index.deleted_at[start] if char_word[i] < w)
+        previous = units[-1].phonemes if units else ""
+        unit_rules = _unit_rules(row.phonemes, index.rules_in(start, end), source_chars, merged,
+                                 after_hamza=previous[:1] == alph.phonetics.hamza,
+                                 is_last=row_index == len(out.sifat) - 1)
+        units.append(PhonemeUnit(
+            index=unit_index, phonemes=row.phonemes, word_index=word_offset + w,
+            char_span=char_span, phoneme_span=(phoneme_offset + start, phoneme_offset + end),
+            sifat={name: getattr(row, name) for name in SIFAT}, rules=unit_rules))
+        words_units[w].append(unit_index)
+        start = end
+
+    words = []
+    for w, word_text in enumerate(segment_words):
+        idx = words_units[w]
+        span = (idx[0], idx[-1] + 1) if idx else _empty_span(words_units, w, unit_offset)
+        words.append(Word(
+            index=word_offset + w, surah=surah, ayah=ayah, number=first_number + w, text=word_text,
+            units=span, phonemes="".join(units[i - unit_offset].phonemes for i in idx)))
+    return words, units, out.phonemes
+
+
+def _char_word_index(words: list[str]) -> list[int]:
+    """Word index of every character of ``" ".join(words)``; -1 for the separating spaces."""
+    index: list[int] = []
+    for w, word in enumerate(words):
+        if w:
+            index.append(-1)
+        index += [w] * len(word)
+    return index
+
+
+class _MappingIndex:
+    """The phonetizer's char -> phoneme mappings turned around: phoneme position -> letters."""
+
+    def __init__(self, mappings: list[MappingPos], char_word: list[int], n: int):
+        self.covering: list[list[int]] = [[] for _ in range(n + 1)]
+        self.deleted_at: list[list[int]] = [[] for _ in range(n + 1)]
+        self.rules_at: list[list[int]] = [[] for _ in range(n + 1)]
+        for i, m in enumerate(mappings):
+            if char_word[i] < 0:
+                continue
+            if m.deleted:
+                self.deleted_at[m.pos[0]].append(i)
+                continue
+            for p in range(*m.pos):
+                self.covering[p].append(i)
+                if m.tajweed_rules:
+                    self.rules_at[p].append(i)
+        self.mappings = mappings
+        self.owner = self._owner(char_word, n)
+
+    def _owner(self, char_word: list[int], n: int) -> list[int]:
+        """The word each phoneme came from: that of the first letter that produced it."""
+        owner = [char_word[c[0]] if c else -1 for c in self.covering[:n]]
+        last = next((w for w in owner if w >= 0), 0)
+        for p, w in enumerate(owner):  # a phoneme no letter claims goes with what precedes it
+            if w < 0:
+                owner[p] = last
+            last = owner[p]
+        return owner
+
+    def sources(self, start: int, end: int) -> list[int]:
+        """Letters mapped into phonemes [start, end), with marks deleted inside that range."""
+        found = {i for p in range(start, end) for i in self.covering[p]}
+        found.update(i for p in range(start + 1, end) for i in self.deleted_at[p])
+        return sorted(found)
+
+    def rules_in(self, start: int, end: int) -> list:
+        """Tajweed rules of the mappings that overlap phonemes [start, end)."""
+        chars = sorted({i for p in range(start, end) for i in self.rules_at[p]})
+        return [rule for i in chars for rule in self.mappings[i].tajweed_rules]
+
+
+def _unit_rules(phonemes, candidates, source_chars, merged, *, after_hamza, is_last):
+    rules: list[Rule] = []
+    for rule in candidates:
+        relevant = rule.get_relvant_rule(phonemes)
+        name = type(rule).__name__
+        if relevant is not None and name in tajweed.MADD_KINDS:
+            rules.append(tajweed.madd_rule(name, relevant.golden_len, after_hamza=after_hamza,
+                                           source_chars=source_chars))
+    rules += tajweed.sound_rules(phonemes, source_chars=source_chars,
+                                 merged_from_previous_word=merged, is_last=is_last)
+    return tuple(dict.fromkeys(rules))
+
+
+def _empty_span(words_units, w, unit_offset):
+    """A word whose letters all merged into a neighbour owns no unit: an empty span where it sits."""
+    before = [i for units in words_units[:w] for i in units]
+    at = before[-1] + 1 if before else unit_offset
+    return (at, at)
