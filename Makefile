@@ -1,0 +1,31 @@
+# Two commands set everything up on a fresh machine: `make serve` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test bench lint clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## serve: set up and start iqrah (for now: checks that every part loads; the server comes next)
+serve: $(STAMP)
+	$(BIN)/iqrah info
+
+## test: set up and run the whole test suite
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## bench: print the speed benchmarks
+bench: $(STAMP)
+	$(BIN)/python bench/align_speed.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,199 @@
+"""Train the conformer with CTC on the prep cache, on CPU, within a time budget.
+
+    PYTHONPATH=train python -m iqrah_train.loop --data runs/data --name small --minutes 60
+
+Saves runs/<name>/last.pt every ``--save-minutes`` and at the end; ``--resume`` continues from
+it (same batches, same augmentation, same dropout masks from that step on). The learning rate
+warms up linearly to ``--lr`` over ``--warmup`` steps, then follows a cosine to
+``--final-lr-ratio`` x peak at the last step. With ``--steps N`` the number of steps is fixed
+and the run is deterministic given ``--seed``; with ``--minutes`` the last step is estimated
+from the measured speed (re-estimated every 200 steps until half the budget is used, then
+frozen, and recorded in the checkpoint and log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from iqrah.acoustic import Vocabulary
+from iqrah.acoustic.features import DEFAULT_FEATURES
+
+from .augment import AugmentConfig
+from .data import BatchStream, TrainData
+from .model import Conformer, ModelConfig, count_parameters, out_frames
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int, final_ratio: float) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def save(path: Path, state: dict):
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("runs/data"))
+    ap.add_argument("--runs", type=Path, default=Path("runs"))
+    ap.add_argument("--name", default="small")
+    ap.add_argument("--minutes", type=float, default=60.0, help="time budget (drives the schedule)")
+    ap.add_argument("--steps", type=int, default=0, help="fixed number of steps (overrides --minutes for the schedule)")
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--final-lr-ratio", type=float, default=0.02)
+    ap.add_argument("--weight-decay", type=float, default=1e-3)
+    ap.add_argument("--clip", type=float, default=5.0)
+    ap.add_argument("--batch-seconds", type=float, default=35.0)
+    ap.add_argument("--max-seconds", type=float, default=20.0)
+    ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--save-minutes", type=float, default=5.0)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--limit-files", type=int, default=0, help="smoke tests: use only this many files")
+    ap.add_argument("--resume", action="store_true")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    out = args.runs / args.name
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "last.pt"
+    log_path = out / "train.log"
+
+    vocab = Vocabulary()
+    data = TrainData(args.data, vocab, args.max_seconds)
+    if args.limit_files:
+        keep = np.random.default_rng(args.seed).permutation(len(data.utts))[: args.limit_files]
+        data.utts = [data.utts[i] for i in sorted(keep)]
+        data.lengths = data.lengths[sorted(keep)]
+    summary = data.summary()
+    cfg = ModelConfig(vocab=len(vocab))
+    model = Conformer(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98),
+                            weight_decay=args.weight_decay)
+    aug = None if args.no_augment else AugmentConfig()
+    ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+
+    state = {"step": 0, "epoch": 0, "batch": 0, "elapsed": 0.0, "total_steps": args.steps or 0,
+             "audio_seconds": 0.0}
+    if args.resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        state = ck["state"]
+        print(f"resumed from {ckpt_path} at step {state['step']}", flush=True)
+    total_fixed = bool(args.steps)
+    budget = args.minutes * 60
+    header = {"args": {k: str(v) for k, v in vars(args).items()}, "model": cfg.to_dict(),
+              "parameters": count_parameters(model), "data": summary,
+              "features": DEFAULT_FEATURES.to_dict(), "augment": aug.to_dict() if aug else None}
+    (out / "config.json").write_text(json.dumps(header, ensure_ascii=False, indent=1), encoding="utf-8")
+    print(f"{summary['files']} files, {summary['hours']} h; {header['parameters']:,} parameters", flush=True)
+
+    logf = open(log_path, "a", encoding="utf-8")
+    tty = sys.stdout.isatty()
+    progress = None
+    if tty:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                            TimeElapsedColumn(), TimeRemainingColumn())
+        progress.start()
+        task = progress.add_task("train", total=budget, completed=state["elapsed"], info="")
+
+    def checkpoint():
+        save(ckpt_path, {"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
+                         "config": cfg.to_dict(), "vocab": list(vocab.tokens), "seed": args.seed,
+                         "data": summary, "args": header["args"]})
+
+    model.train()
+    t_start = time.time() - state["elapsed"]
+    t_save = time.time()
+    run_loss = run_tok = 0.0
+    t_log = time.time()
+    done = False
+    while not done:
+        epoch = state["epoch"]
+        batches = data.batches(epoch, args.seed, args.batch_seconds)
+        stream = BatchStream(data, batches, epoch, state["batch"], args.seed, aug)
+        loader = torch.utils.data.DataLoader(stream, batch_size=None, shuffle=False,
+                                             num_workers=args.workers, prefetch_factor=4 if args.workers else None,
+                                             persistent_workers=False)
+        for b, x, xlens, y, ylens in loader:
+            step = state["step"]
+            elapsed = time.time() - t_start
+            if not total_fixed and (step % 200 == 0 and step > 0 and elapsed < budget / 2 or state["total_steps"] == 0):
+                rate = step / elapsed if step > 0 else 3.0
+                state["total_steps"] = max(step + 1, int(rate * budget))
+            total = state["total_steps"]
+            if step >= total or (not total_fixed and elapsed >= budget):
+                done = True
+                break
+            lr = lr_at(step, total, args.lr, args.warmup, args.final_lr_ratio)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            torch.manual_seed(args.seed * 1_000_003 + step)  # dropout masks reproducible on resume
+            logp = model(x, xlens)
+            olens = out_frames(xlens)
+            loss = ctc(logp.transpose(0, 1), y, olens, ylens)
+            ntok = float(ylens.sum())
+            opt.zero_grad(set_to_none=True)
+            (loss / ntok).backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            if torch.isfinite(gnorm):
+                opt.step()
+            state["step"] = step + 1
+            state["batch"] = b + 1
+            state["audio_seconds"] += float(xlens.sum()) * 0.01
+            state["elapsed"] = time.time() - t_start
+            run_loss += float(loss)
+            run_tok += ntok
+            if state["step"] % args.log_every == 0:
+                el = state["elapsed"]
+                eta = max(0.0, (total - state["step"]) * el / state["step"])
+                if not total_fixed:
+                    eta = min(eta, budget - el)
+                line = (f"step {state['step']}/{total} epoch {epoch} loss/phoneme {run_loss / run_tok:.3f} "
+                        f"lr {lr:.2e} gnorm {float(gnorm):.2f} elapsed {el / 60:.1f} min ETA {eta / 60:.1f} min "
+                        f"audio {state['audio_seconds'] / 3600:.1f} h ({time.time() - t_log:.1f} s/{args.log_every} steps)")
+                logf.write(line + "\n")
+                logf.flush()
+                if progress:
+                    progress.update(task, completed=min(budget, el),
+                                    info=f"step {state['step']} loss {run_loss / run_tok:.3f} lr {lr:.1e}")
+                else:
+                    print(line, flush=True)
+                run_loss = run_tok = 0.0
+                t_log = time.time()
+            if time.time() - t_save > args.save_minutes * 60:
+                checkpoint()
+                t_save = time.time()
+        else:
+            state["epoch"] = epoch + 1
+            state["batch"] = 0
+    checkpoint()
+    if progress:
+        progress.stop()
+    msg = (f"done: {state['step']} steps, {state['epoch']} epochs, {state['elapsed'] / 60:.1f} min, "
+           f"{state['audio_seconds'] / 3600:.1f} h of audio seen -> {ckpt_path}")
+    logf.write(msg + "\n")
+    print(msg, flush=True)
+
+
+if __name__ == "__main__":
+    main()
