@@ -10,6 +10,7 @@ A range of ayahs is recited with a stop at the end of each ayah, so each ayah is
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
@@ -125,6 +126,26 @@ def _cached_reference(spec: AyahSpec, settings: RecitationSettings,
         phonemes += seg_phonemes
     return Reference(spec=str(spec), settings=settings, words=tuple(words), units=tuple(units),
                      phonemes=phonemes, includes_basmala=basmala)
+
+
+# The phonetizer expects a shadda before its vowel, as in its own text; Unicode's canonical order
+# (NFC, and many other Quran texts) puts the vowel first.
+_SHADDA_AFTER_VOWEL = re.compile("([\u064b-\u0650\u0652])(\u0651)")
+
+
+def reference_from_text(text: str, surah: int = 0, ayah: int = 0,
+                        settings: RecitationSettings | None = None) -> Reference:
+    """A Reference for exact Uthmani ``text`` (e.g. a partial ayah a data set transcribes).
+
+    ``surah`` (0 if unknown) selects surah-specific readings; words are numbered from 1.
+    """
+    settings = settings or RecitationSettings()
+    text = _SHADDA_AFTER_VOWEL.sub("\\2\\1", text)
+    words, units, phonemes = _phonetize_segment(surah, ayah, text.split(), 1, settings.to_moshaf(),
+                                                word_offset=0, unit_offset=0, phoneme_offset=0)
+    spec = f"{surah}:{ayah}" if surah and ayah else "text"
+    return Reference(spec=spec, settings=settings, words=tuple(words), units=tuple(units),
+                     phonemes=phonemes)
 
 
 def _phonetize_segment(surah, ayah, segment_words, first_number, moshaf, *, word_offset,

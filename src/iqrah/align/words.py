@@ -1,0 +1,139 @@
+"""From a Reference and CTC log-probs to the time span of every phoneme unit and word.
+
+Models trained on collapsed targets (runs of one letter merged, ``اااا`` -> ``ا``, as the
+bundled model is) emit one token per run, so the reference is collapsed the same way before
+alignment and every token remembers the unit it starts in. Lengths (madd, ghunnah) then come
+from the aligned durations, not from the number of tokens.
+
+A CTC model fires on a short stretch inside each sound and emits blanks around it, so a word
+boundary is placed inside the blank gap between two words: at its middle when the gap is short,
+and ``edge_pad_s`` from each word when the gap is a pause.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..acoustic.vocab import Vocabulary
+from ..quran.reference import Reference
+from .ctc import Alignment, forced_align
+
+EDGE_PAD_S = 0.12  # how far a word extends into a long pause on either side
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Token ids to align and, for each token, the reference unit it starts in."""
+
+    ids: np.ndarray
+    unit_of_token: np.ndarray
+
+
+@dataclass(frozen=True)
+class UnitTiming:
+    index: int
+    start: float
+    end: float
+    posterior: float
+    gop: float
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    index: int
+    start: float
+    end: float
+    posterior: float
+    gop: float
+
+
+@dataclass(frozen=True)
+class ReferenceAlignment:
+    units: list[UnitTiming]
+    words: list[WordTiming]
+    alignment: Alignment
+    targets: Targets
+
+
+def alignment_targets(reference: Reference, vocab: Vocabulary, collapse: bool = True) -> Targets:
+    """The reference as token ids; with ``collapse`` each run of one letter is one token."""
+    ids: list[int] = []
+    units: list[int] = []
+    previous = None
+    for unit in reference.units:
+        for char in unit.phonemes:
+            if collapse and char == previous:
+                continue
+            ids.append(vocab.encode(char)[0])
+            units.append(unit.index)
+            previous = char
+    return Targets(np.array(ids, dtype=np.int64), np.array(units, dtype=np.int64))
+
+
+def align_reference(log_probs: np.ndarray, reference: Reference, vocab: Vocabulary,
+                    frame_seconds: float, *, collapse: bool = True, offset_s: float = 0.0,
+                    edge_pad_s: float = EDGE_PAD_S) -> ReferenceAlignment:
+    """Align ``reference`` to ``log_probs``; times are seconds from ``offset_s``.
+
+    Raises AlignmentError when the audio is too short for the reference.
+    """
+    targets = alignment_targets(reference, vocab, collapse)
+    result = forced_align(log_probs, targets.ids, blank=vocab.blank)
+    starts = result.starts * frame_seconds
+    ends = result.ends * frame_seconds
+
+    units = []
+    for unit in reference.units:
+        mine = np.flatnonzero(targets.unit_of_token == unit.index)
+        if mine.size:
+            units.append(UnitTiming(unit.index, offset_s + float(starts[mine[0]]),
+                                    offset_s + float(ends[mine[-1]]),
+                                    float(result.mean_posterior[mine].mean()), float(result.gop[mine].mean())))
+        else:  # its letter merged into the previous unit's token: it sounds where that one ends
+            at = units[-1].end if units else offset_s
+            units.append(UnitTiming(unit.index, at, at, units[-1].posterior if units else 0.0,
+                                    units[-1].gop if units else 0.0))
+
+    words = _word_timings(reference, targets, result, frame_seconds, offset_s, edge_pad_s)
+    return ReferenceAlignment(units=units, words=words, alignment=result, targets=targets)
+
+
+def _word_timings(reference, targets, result, frame_seconds, offset_s, edge_pad_s):
+    starts = result.starts * frame_seconds
+    ends = result.ends * frame_seconds
+    gap_starts = result.blank_before * frame_seconds
+    word_of_token = np.array([reference.units[u].word_index for u in targets.unit_of_token])
+    spans = []  # (first token, last token) of each word, None when it owns no token
+    for word in reference.words:
+        mine = np.flatnonzero(word_of_token == word.index)
+        spans.append((mine[0], mine[-1]) if mine.size else None)
+
+    audio_end = result.num_frames * frame_seconds
+    words = []
+    for w, span in enumerate(spans):
+        if span is None:
+            at = words[-1].end if words else offset_s + float(starts[0])
+            words.append(WordTiming(w, at, at, 0.0, 0.0))
+            continue
+        first, last = span
+        gap_start, sound_start = float(gap_starts[first]), float(starts[first])
+        if first == 0:
+            start = max(0.0, sound_start - edge_pad_s)
+        elif sound_start - gap_start <= 2 * edge_pad_s:
+            start = (gap_start + sound_start) / 2
+        else:
+            start = sound_start - edge_pad_s
+        sound_end = float(ends[last])
+        next_start = float(starts[last + 1]) if last + 1 < len(starts) else None
+        if next_start is None:
+            end = min(sound_end + edge_pad_s, audio_end)
+        elif next_start - sound_end <= 2 * edge_pad_s:
+            end = (sound_end + next_start) / 2
+        else:
+            end = sound_end + edge_pad_s
+        tokens = slice(first, last + 1)
+        words.append(WordTiming(w, offset_s + start, offset_s + end,
+                                float(result.mean_posterior[tokens].mean()), float(result.gop[tokens].mean())))
+    return words

@@ -1,0 +1,184 @@
+"""``iqrah eval accuracy``: how well an acoustic model hears, and how well words are placed in time.
+
+Per reciter group of a manifest: PER of greedy decoding against the reference phonemes (runs
+collapsed, total edits over total reference length), real-time factor of the model, and, for
+recordings with reference word timings (Alafasy), the error of forced-alignment word boundaries
+next to a baseline that spreads the words over the speech region in proportion to their
+phoneme counts. Where a first ayah may start with the basmala, the reference (with or without
+it) that the decoding matches better is used.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..acoustic.base import AcousticModel
+from ..align import AlignmentError
+from ..align.words import align_reference
+from ..audio import SAMPLE_RATE, AudioError, decode_audio, speech_segments
+from ..quran import Reference
+from .manifest import Recording, read_manifest
+from .metrics import collapse_runs, phoneme_error_rate
+
+from Levenshtein import distance
+
+
+class WordTimings:
+    """Reference word timings: ``timings[surah-1][ayah-1] = [[word, start_ms, end_ms], ...]``."""
+
+    def __init__(self, path: Path, reciter: str):
+        with open(path, encoding="utf-8") as f:
+            self._data = json.load(f)
+        self.reciter = reciter.lower()
+
+    def for_recording(self, rec: Recording) -> list[tuple[float, float]] | None:
+        """(start_s, end_s) per word, or None if there are none for this recording."""
+        if self.reciter not in rec.reciter.lower() or rec.ayah != rec.ayah_end or rec.text:
+            return None
+        try:
+            words = self._data[rec.surah - 1][rec.ayah - 1]
+        except (IndexError, TypeError):
+            return None
+        return [(start / 1000, end / 1000) for _, start, end in words] or None
+
+
+@dataclass
+class GroupStats:
+    files: int = 0
+    failed: int = 0
+    edits: int = 0
+    ref_len: int = 0
+    audio_s: float = 0.0
+    model_s: float = 0.0
+    word_errors_ms: list[float] = field(default_factory=list)
+    baseline_errors_ms: list[float] = field(default_factory=list)
+    timing_files: int = 0
+    timing_skipped: int = 0
+
+    def merge(self, other: "GroupStats") -> None:
+        for name in ("files", "failed", "edits", "ref_len", "timing_files", "timing_skipped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.audio_s += other.audio_s
+        self.model_s += other.model_s
+        self.word_errors_ms += other.word_errors_ms
+        self.baseline_errors_ms += other.baseline_errors_ms
+
+    def summary(self) -> dict:
+        out = {"files": self.files, "per": round(self.edits / self.ref_len, 4) if self.ref_len else None,
+               "rtf": round(self.model_s / self.audio_s, 4) if self.audio_s else None}
+        if self.failed:
+            out["failed"] = self.failed
+        if self.word_errors_ms:
+            out.update(boundary_stats(self.word_errors_ms))
+            out["timing_files"] = self.timing_files
+            if self.timing_skipped:
+                out["timing_skipped"] = self.timing_skipped
+        return out
+
+
+def boundary_stats(errors_ms: list[float]) -> dict:
+    errors = np.abs(np.asarray(errors_ms))
+    return {"word_mae_ms": round(float(errors.mean()), 1),
+            "word_median_ms": round(float(np.median(errors)), 1),
+            "within_50ms": round(float((errors <= 50).mean()), 4),
+            "within_100ms": round(float((errors <= 100).mean()), 4),
+            "boundaries": int(errors.size)}
+
+
+def proportional_baseline(reference: Reference, audio: np.ndarray) -> list[tuple[float, float]]:
+    """Words spread over the speech region (VAD) in proportion to their phoneme counts."""
+    segments = speech_segments(audio)
+    start = segments[0].start_s if segments else 0.0
+    end = segments[-1].end_s if segments else audio.size / SAMPLE_RATE
+    counts = np.array([max(len(w.phonemes), 1) for w in reference.words], dtype=float)
+    edges = start + (end - start) * np.concatenate(([0.0], np.cumsum(counts) / counts.sum()))
+    return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def evaluate_recording(model: AcousticModel, rec: Recording, timings: WordTimings | None) -> tuple[GroupStats, dict]:
+    stats = GroupStats(files=1)
+    detail: dict = {"file": str(rec.path), "spec": rec.spec}
+    try:
+        audio = decode_audio(rec.path)
+    except AudioError as exc:
+        stats.failed = 1
+        detail["error"] = str(exc)
+        return stats, detail
+    start = time.perf_counter()
+    log_probs = model.log_probs(audio)
+    stats.model_s = time.perf_counter() - start
+    stats.audio_s = audio.size / SAMPLE_RATE
+    hypothesis = model.vocab.greedy(log_probs)
+    reference = min(rec.references(), key=lambda r: phoneme_error_rate(hypothesis, r.phonemes))
+    ref_collapsed = collapse_runs(reference.phonemes)
+    stats.edits = distance(collapse_runs(hypothesis), ref_collapsed)
+    stats.ref_len = len(ref_collapsed)
+    detail["per"] = round(stats.edits / max(stats.ref_len, 1), 4)
+    detail["basmala"] = reference.includes_basmala
+
+    truth = timings.for_recording(rec) if timings else None
+    if truth is not None:
+        ayah_words = [w.index for w in reference.words if w.ayah != 0]
+        if len(ayah_words) != len(truth):
+            stats.timing_skipped = 1
+            detail["timing"] = f"{len(ayah_words)} words in the reference, {len(truth)} timings"
+            return stats, detail
+        try:
+            aligned = align_reference(log_probs, reference, model.vocab, model.frame_seconds)
+        except AlignmentError as exc:
+            stats.failed = 1
+            detail["error"] = str(exc)
+            return stats, detail
+        baseline = proportional_baseline(reference, audio)
+        for w, (t_start, t_end) in zip(ayah_words, truth):
+            word = aligned.words[w]
+            stats.word_errors_ms += [(word.start - t_start) * 1000, (word.end - t_end) * 1000]
+            b_start, b_end = baseline[w]
+            stats.baseline_errors_ms += [(b_start - t_start) * 1000, (b_end - t_end) * 1000]
+        stats.timing_files = 1
+        detail["word_mae_ms"] = round(float(np.mean(np.abs(stats.word_errors_ms))), 1)
+    return stats, detail
+
+
+def evaluate_accuracy(model: AcousticModel, manifest: str | Path, *, split: str | None = "dev",
+                      timings_path: str | Path | None = None, timings_reciter: str = "alafasy",
+                      limit: int | None = None, progress=None, model_card: dict | None = None) -> dict:
+    """Run the evaluation; returns the JSON-ready result (see module docstring)."""
+    manifest = Path(manifest)
+    recordings = read_manifest(manifest, split)[:limit]
+    if timings_path is None:
+        default = manifest.parent / "alignments" / "alafasy-word-timings.json"
+        timings_path = default if default.is_file() else None
+    timings = WordTimings(Path(timings_path), timings_reciter) if timings_path else None
+
+    groups: dict[str, GroupStats] = defaultdict(GroupStats)
+    details = []
+    for rec in recordings:
+        stats, detail = evaluate_recording(model, rec, timings)
+        groups[rec.reciter].merge(stats)
+        detail["reciter"] = rec.reciter
+        details.append(detail)
+        if progress:
+            progress(rec)
+
+    overall = GroupStats()
+    baseline_errors: list[float] = []
+    for stats in groups.values():
+        overall.merge(stats)
+        baseline_errors += stats.baseline_errors_ms
+    result = {
+        "model": model_card or {},
+        "manifest": str(manifest),
+        "split": split,
+        "groups": {name: stats.summary() for name, stats in sorted(groups.items())},
+        "overall": overall.summary(),
+        "baseline": boundary_stats(baseline_errors) if baseline_errors else {},
+        "files": details,
+    }
+    return result
