@@ -116,6 +116,63 @@ def audio(
         console.print(f"  speech {start:8.2f} - {end:8.2f} s")
 
 
+eval_app = typer.Typer(help="Measure iqrah on labelled recordings.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("accuracy")
+def eval_accuracy(
+    manifest: Annotated[Path, typer.Option(help="manifest.csv of labelled recordings (paths relative to it).")],
+    split: Annotated[str, typer.Option(help="Rows of this split only ('' for all).")] = "dev",
+    model: Annotated[Optional[str], typer.Option(help="Acoustic model: iqrah-small or a .onnx path.")] = None,
+    timings: Annotated[Optional[Path], typer.Option(help="Reference word timings JSON "
+                       "(default: alignments/alafasy-word-timings.json beside the manifest).")] = None,
+    timings_reciter: Annotated[str, typer.Option(help="Timings apply to reciters whose name contains this.")] = "alafasy",
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N recordings.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full result here.")] = None,
+):
+    """Phoneme error rate, word-boundary error and speed of the acoustic model, per reciter group."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .acoustic.registry import ModelError, load_model
+    from .evaluate.accuracy import evaluate_accuracy
+    from .evaluate.manifest import read_manifest
+
+    try:
+        acoustic = load_model(model)
+        total = len(read_manifest(manifest, split or None)[:limit])
+    except (ModelError, FileNotFoundError) as exc:
+        fail(str(exc))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task("evaluating", total=total)
+        result = evaluate_accuracy(acoustic, manifest, split=split or None, timings_path=timings,
+                                   timings_reciter=timings_reciter, limit=limit,
+                                   progress=lambda rec: bar.advance(task),
+                                   model_card=getattr(acoustic, "card", {}))
+    table = Table(title=f"accuracy on {manifest} ({split or 'all'})")
+    for column in ("group", "files", "PER", "RTF", "word MAE", "<=50 ms", "<=100 ms"):
+        table.add_column(column, justify="right" if column != "group" else "left")
+
+    def row(name, stats):
+        pct = lambda v: "" if v is None else f"{v * 100:.1f} %"  # noqa: E731
+        mae = stats.get("word_mae_ms")
+        table.add_row(name, str(stats.get("files", "")), pct(stats.get("per")),
+                      "" if stats.get("rtf") is None else f"{stats['rtf']:.3f}",
+                      "" if mae is None else f"{mae:.0f} ms", pct(stats.get("within_50ms")),
+                      pct(stats.get("within_100ms")))
+
+    for name, stats in result["groups"].items():
+        row(name, stats)
+    row("overall", result["overall"])
+    if result["baseline"]:
+        row("baseline (proportional)", result["baseline"])
+    console.print(table)
+    if json_out:
+        json_out.write_text(json.dumps(result, ensure_ascii=False, indent=2))
+        console.print(f"wrote {json_out}")
+
+
 @app.command()
 def info():
     """Check that the engine's parts load here, and say what is installed."""

@@ -1,0 +1,92 @@
+"""The assessment report (schema version 1.0): what ``iqrah analyze --json`` prints and the
+stream's ``final`` message carries. Documented in docs/report.md; change the version on any
+incompatible change."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+REPORT_VERSION = "1.0"
+
+Verdict = Literal["correct", "tajweed_error", "content_error", "missing", "not_assessed"]
+Severity = Literal["minor", "major"]
+
+
+class Feedback(BaseModel):
+    en: str
+    ar: str
+
+
+class PhonemeResult(BaseModel):
+    index: int = Field(description="index of the unit in the reference")
+    phonemes: str
+    start: float
+    end: float
+    confidence: float = Field(description="mean posterior of the unit's tokens (0-1)")
+    gop: float = Field(description="goodness of pronunciation: mean log-ratio to the best class (<= 0)")
+    rules: list[str] = []
+
+
+class WordResult(BaseModel):
+    index: int
+    surah: int
+    ayah: int
+    number: int
+    text: str
+    start: float | None
+    end: float | None
+    verdict: Verdict
+    confidence: float
+    phonemes: list[PhonemeResult] = []
+
+
+class ContentError(BaseModel):
+    kind: Literal["missing", "extra", "substituted", "repeated"]
+    word_indices: list[int] = Field(description="reference words concerned (for extra: the word it follows)")
+    expected: str = Field(description="reference phonemes (empty for extra material)")
+    heard: str = Field(description="decoded phonemes")
+    time_range: tuple[float, float] | None = None
+    feedback: Feedback
+
+
+class Violation(BaseModel):
+    rule: str = Field(description="family:kind, e.g. madd:monfasel")
+    word_index: int
+    phoneme_index: int
+    time_range: tuple[float, float]
+    expected: str
+    actual: str
+    severity: Severity
+    confidence: float
+    feedback: Feedback
+
+
+class Scores(BaseModel):
+    profile: str
+    pronunciation: float = Field(description="0-100, from alignment confidence (GOP)")
+    tajweed: float = Field(description="0-100, from violations")
+    content: float = Field(description="0-100, from the phoneme error rate of free decoding")
+    overall: float
+
+
+class Gate(BaseModel):
+    per: float = Field(description="phoneme error rate of free decoding against the reference")
+    threshold: float
+    path: Literal["assessed", "content_mismatch"]
+
+
+class Report(BaseModel):
+    version: str = REPORT_VERSION
+    spec: str
+    model: str
+    duration_s: float
+    speech: list[tuple[float, float]] = []
+    words: list[WordResult]
+    content_errors: list[ContentError] = []
+    violations: list[Violation] = []
+    scores: Scores
+    gate: Gate
+    pace: dict[str, float] = Field(default_factory=dict, description="harakah length and how it was measured")
+    timings_ms: dict[str, float] = Field(default_factory=dict)
