@@ -1,0 +1,147 @@
+"""Content check: did the learner say the words of the ayah? Free decoding against the reference.
+
+The greedy (best-path) decoding of the acoustic model is what the model heard without being
+told the text. Aligning it to the reference phonemes with an edit-distance alignment (both with
+runs collapsed, as the model emits them) shows, word by word, what was kept, changed or left
+out, and what was added between words. Added material that sounds like a neighbouring word is a
+repetition; other added material is an extra.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from Levenshtein import distance, opcodes
+
+from ..acoustic.vocab import Vocabulary
+from ..align.words import alignment_targets
+from ..quran import Reference
+
+MIN_KEPT = 0.5  # a word with less than half its phonemes heard is missing or substituted
+MIN_EXTRA = 3  # inserted runs shorter than this are decoding noise, not words
+REPEAT_MAX_PER = 0.4  # inserted material this close to a neighbouring word repeats it
+
+
+@dataclass(frozen=True)
+class Heard:
+    """The greedy decoding: one entry per emitted token, with the frame where it fired."""
+
+    phonemes: str
+    frames: np.ndarray
+
+    @classmethod
+    def from_log_probs(cls, log_probs: np.ndarray, vocab: Vocabulary) -> "Heard":
+        best = log_probs.argmax(axis=1)
+        keep = [t for t in range(best.size)
+                if best[t] != vocab.blank and (t == 0 or best[t] != best[t - 1])]
+        return cls(vocab.decode(best[keep]), np.array(keep, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class WordContent:
+    index: int
+    expected: str
+    heard: str
+    kept: int
+    changed: int
+    dropped: int
+
+    @property
+    def kept_fraction(self) -> float:
+        return self.kept / max(len(self.expected), 1)
+
+
+@dataclass(frozen=True)
+class ContentFinding:
+    kind: str  # missing | substituted | repeated | extra
+    word_indices: tuple[int, ...]
+    expected: str
+    heard: str
+    frames: tuple[int, int] | None  # first and last decoded frame involved, if any
+
+
+@dataclass
+class ContentResult:
+    per: float
+    words: list[WordContent]
+    findings: list[ContentFinding] = field(default_factory=list)
+
+    def word_kind(self, index: int) -> str | None:
+        for finding in self.findings:
+            if finding.kind in ("missing", "substituted") and index in finding.word_indices:
+                return finding.kind
+        return None
+
+
+def check_content(heard: Heard, reference: Reference, vocab: Vocabulary) -> ContentResult:
+    targets = alignment_targets(reference, vocab)
+    expected = vocab.decode(targets.ids)
+    ref_word = np.array([reference.units[u].word_index for u in targets.unit_of_token])
+    n_words = len(reference.words)
+    kept = np.zeros(n_words, int)
+    changed = np.zeros(n_words, int)
+    dropped = np.zeros(n_words, int)
+    heard_by_word: list[list[int]] = [[] for _ in range(n_words)]
+    inserted: list[tuple[int, int, int]] = []  # (word before, hyp start, hyp end)
+
+    for op, r0, r1, h0, h1 in opcodes(expected, heard.phonemes):
+        if op == "insert":
+            inserted.append((int(ref_word[r0 - 1]) if r0 > 0 else -1, h0, h1))
+            continue
+        for k, r in enumerate(range(r0, r1)):
+            w = ref_word[r]
+            if op == "equal":
+                kept[w] += 1
+                heard_by_word[w].append(h0 + k)
+            elif op == "replace":
+                changed[w] += 1
+                if h0 + k < h1:
+                    heard_by_word[w].append(h0 + k)
+            else:
+                dropped[w] += 1
+        if op == "replace" and h1 - h0 > r1 - r0:  # a longer replacement also inserts
+            inserted.append((int(ref_word[r1 - 1]), h0 + (r1 - r0), h1))
+
+    words = []
+    for w, word in enumerate(reference.words):
+        own = expected_of(ref_word, expected, w)
+        words.append(WordContent(w, own, "".join(heard.phonemes[i] for i in heard_by_word[w]),
+                                 int(kept[w]), int(changed[w]), int(dropped[w])))
+
+    findings = []
+    for word in words:
+        if word.expected and word.kept_fraction < MIN_KEPT:
+            kind = "missing" if word.dropped >= word.changed else "substituted"
+            idx = heard_by_word[word.index]
+            frames = (int(heard.frames[idx[0]]), int(heard.frames[idx[-1]])) if idx else None
+            findings.append(ContentFinding(kind, (word.index,), word.expected, word.heard, frames))
+    for before, h0, h1 in inserted:
+        segment = heard.phonemes[h0:h1]
+        repeated = _repeated_word(segment, words, before)
+        if h1 - h0 < MIN_EXTRA and (repeated is None or segment != words[repeated].expected):
+            continue  # short insertions are decoding noise unless they are a whole short word
+        frames = (int(heard.frames[h0]), int(heard.frames[h1 - 1]))
+        if repeated is not None:
+            findings.append(ContentFinding("repeated", (repeated,), words[repeated].expected, segment, frames))
+        else:
+            findings.append(ContentFinding("extra", (max(before, 0),), "", segment, frames))
+    findings.sort(key=lambda f: (f.word_indices[0], f.kind))
+    per = distance(heard.phonemes, expected) / max(len(expected), 1)
+    return ContentResult(per=per, words=words, findings=findings)
+
+
+def expected_of(ref_word: np.ndarray, expected: str, w: int) -> str:
+    return "".join(expected[i] for i in np.flatnonzero(ref_word == w))
+
+
+def _repeated_word(segment: str, words: list[WordContent], before: int) -> int | None:
+    """The neighbouring word (or run of words) the inserted segment repeats, if any."""
+    best, best_per = None, REPEAT_MAX_PER
+    for w in (before, before + 1):
+        if not 0 <= w < len(words) or not words[w].expected:
+            continue
+        per = distance(segment, words[w].expected) / len(words[w].expected)
+        if per < best_per:
+            best, best_per = w, per
+    return best

@@ -1,0 +1,73 @@
+"""Content check on decodings built from references: skipped, repeated, changed, added words."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from iqrah.acoustic import Vocabulary
+from iqrah.assess.content import Heard, check_content
+from iqrah.evaluate.metrics import collapse_runs
+from iqrah.quran import build_reference
+
+VOCAB = Vocabulary()
+
+
+def heard_from(words: list[str]) -> Heard:
+    """A decoding of these phoneme strings, one token per collapsed letter, 3 frames apart."""
+    text = collapse_runs("".join(words))
+    return Heard(text, np.arange(len(text)) * 3)
+
+
+def word_phonemes(ref):
+    return [w.phonemes for w in ref.words]
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return build_reference("2:255")
+
+
+def kinds(result):
+    return [(f.kind, f.word_indices) for f in result.findings]
+
+
+def test_a_faithful_recitation_has_no_findings(ref):
+    result = check_content(heard_from(word_phonemes(ref)), ref, VOCAB)
+    assert result.per == 0 and result.findings == []
+
+
+def test_a_skipped_word_is_missing(ref):
+    words = word_phonemes(ref)
+    result = check_content(heard_from(words[:10] + words[11:]), ref, VOCAB)
+    assert kinds(result) == [("missing", (10,))]
+    assert result.word_kind(10) == "missing" and result.word_kind(9) is None
+
+
+@pytest.mark.parametrize("word", [20, 22])  # a two-phoneme word (dha) and a longer one
+def test_a_repeated_word_is_found(ref, word):
+    words = word_phonemes(ref)
+    result = check_content(heard_from(words[:word + 1] + [words[word]] + words[word + 1:]), ref, VOCAB)
+    assert kinds(result) == [("repeated", (word,))]
+
+
+def test_a_word_from_another_ayah_is_a_substitution(ref):
+    words = word_phonemes(ref)
+    other = build_reference("2:282").words[5].phonemes  # a different word of similar length
+    result = check_content(heard_from(words[:30] + [other] + words[31:]), ref, VOCAB)
+    assert ("substituted", (30,)) in kinds(result)
+
+
+def test_added_material_is_extra(ref):
+    words = word_phonemes(ref)
+    added = "فَقَاالَتِلكَ"  # words that are not in the ayah
+    result = check_content(heard_from(words[:5] + [added] + words[5:]), ref, VOCAB)
+    assert kinds(result) == [("extra", (4,))]
+    assert result.findings[0].heard == collapse_runs(added)
+
+
+def test_another_ayah_entirely_has_a_high_per(ref):
+    other = build_reference("2:282")
+    result = check_content(heard_from(word_phonemes(other)[:40]), ref, VOCAB)
+    assert result.per > 0.5
+    assert sum(f.kind in ("missing", "substituted") for f in result.findings) > len(ref.words) / 2
