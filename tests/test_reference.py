@@ -52,7 +52,7 @@ def test_units_are_sifat_rows_with_letters_of_their_word():
 
 
 @pytest.mark.parametrize("spec,word,expected", [
-    ("1:7", 9, ["madd:lazem", "madd:aared"]),
+    ("1:7", 9, ["shadda:shadda", "madd:lazem", "shadda:shadda", "madd:aared"]),
     ("2:8", 2, ["ghunnah:mushaddadah", "madd:natural"]),
     ("2:8", 3, ["ghunnah:idgham"]),  # man yaqoolu: noon merges into yaa with ghunnah
     ("2:8", 5, ["madd:badal", "ghunnah:mushaddadah", "madd:natural"]),
@@ -63,7 +63,7 @@ def test_units_are_sifat_rows_with_letters_of_their_word():
     ("2:27", 9, ["madd:monfasel"]),
     ("2:27", 18, ["madd:mottasel"]),
     ("2:5", 4, ["ghunnah:idgham"]),  # hudan min: tanween into meem
-    ("2:5", 5, ["idgham:without_ghunnah"]),  # min rabbihim
+    ("2:5", 5, ["idgham:without_ghunnah", "shadda:shadda"]),  # min rabbihim
     ("2:19", 13, ["ghunnah:idgham_shafawi"]),  # adhanihim min
     ("2:27", 7, ["madd:natural", "madd:natural", "madd:silah"]),
     ("2:1", 1, ["madd:lazem", "ghunnah:mushaddadah", "madd:lazem"]),

@@ -116,6 +116,83 @@ def audio(
         console.print(f"  speech {start:8.2f} - {end:8.2f} s")
 
 
+VERDICT_STYLES = {"correct": "bold green", "tajweed_error": "bold yellow", "content_error": "bold red",
+                  "missing": "bold red strike", "not_assessed": "dim"}
+
+
+@app.command()
+def analyze(
+    file: Annotated[Path, typer.Argument(help="A recording: wav, flac, mp3, ogg/opus, webm, m4a.")],
+    ayah: Annotated[str, typer.Option("--ayah", help="What was recited: SURAH:AYAH[-AYAH] or SURAH:AYAH:WORD[-WORD].")],
+    model: Annotated[Optional[str], typer.Option(help="Acoustic model: iqrah-small or a .onnx path.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    profile: Annotated[str, typer.Option(help="Scoring profile: beginner or advanced.")] = "beginner",
+    gate_per: Annotated[Optional[float], typer.Option(help="Phoneme error rate above which the recording "
+                        "is taken not to be this ayah (default: the model's).")] = None,
+    madd_monfasel: Annotated[int, typer.Option(help="Separated madd length in harakat (2-5).")] = 4,
+    madd_mottasel: Annotated[int, typer.Option(help="Connected madd length in harakat (4-6).")] = 4,
+    madd_aared: Annotated[int, typer.Option(help="Madd before a stop, in harakat (2, 4, 6).")] = 4,
+    max_minutes: Annotated[float, typer.Option(help="Refuse recordings longer than this.")] = 10.0,
+):
+    """Assess a recitation: words right and wrong, tajweed violations, scores and feedback."""
+    from pydantic import ValidationError
+
+    from .acoustic.registry import ModelError, load_model
+    from .analyze import AnalyzeSettings, analyze as run_analysis
+    from .audio import AudioError, AudioLimits, decode_audio
+    from .config import RecitationSettings
+    from .quran import UnknownAyahError, parse_spec
+    from .report.scoring import PROFILES
+
+    if profile not in PROFILES:
+        fail(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}")
+    try:
+        parse_spec(ayah)
+        recitation = RecitationSettings(madd_monfasel=madd_monfasel, madd_mottasel=madd_mottasel,
+                                        madd_mottasel_waqf=madd_mottasel, madd_aared=madd_aared)
+        recitation.to_moshaf()
+        settings = AnalyzeSettings(recitation=recitation, profile=profile, gate_per=gate_per,
+                                   limits=AudioLimits(max_seconds=max_minutes * 60))
+        acoustic = load_model(model)
+        samples = decode_audio(file, limits=settings.limits)
+        if samples.size > 30 * 16000 and not as_json:
+            with err_console.status(f"analysing {samples.size / 16000:.0f} s of audio..."):
+                report = run_analysis(samples, ayah, settings, acoustic)
+        else:
+            report = run_analysis(samples, ayah, settings, acoustic)
+    except (UnknownAyahError, AudioError, ModelError, FileNotFoundError) as exc:
+        fail(str(exc))
+    except ValidationError as exc:
+        fail("invalid recitation settings: " + "; ".join(e["msg"] for e in exc.errors()))
+    if as_json:
+        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+        return
+    _print_report(report)
+
+
+def _print_report(report) -> None:
+    text = Text()
+    for word in report.words:
+        text.append(word.text, style=VERDICT_STYLES[word.verdict])
+        text.append(" ")
+    console.print(f"[bold]{report.spec}[/]  {report.duration_s:.1f} s, model {report.model}, "
+                  f"free-decoding PER {report.gate.per * 100:.1f} %")
+    console.print(text, justify="right")
+    if report.gate.path == "content_mismatch":
+        console.print(f"[bold red]This does not sound like {report.spec}[/] (PER "
+                      f"{report.gate.per * 100:.0f} % > {report.gate.threshold * 100:.0f} %): word errors only.")
+    for error in report.content_errors:
+        where = f"{error.time_range[0]:6.2f} s" if error.time_range else "        "
+        console.print(f"  {where}  [red]{error.kind:<11}[/] {error.feedback.en}")
+    for v in report.violations:
+        console.print(f"  {v.time_range[0]:6.2f} s  [yellow]{v.rule:<24}[/] {v.feedback.en} "
+                      f"[dim](confidence {v.confidence:.2f}, {v.severity})[/]")
+    s = report.scores
+    console.print(f"scores ({s.profile}): overall [bold]{s.overall:.0f}[/], content {s.content:.0f}, "
+                  f"pronunciation {s.pronunciation:.0f}, tajweed {s.tajweed:.0f}")
+    console.print("[dim]" + ", ".join(f"{k} {v:.0f} ms" for k, v in report.timings_ms.items()) + "[/]")
+
+
 eval_app = typer.Typer(help="Measure iqrah on labelled recordings.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
@@ -173,6 +250,49 @@ def eval_accuracy(
         console.print(f"wrote {json_out}")
 
 
+@eval_app.command("mutations")
+def eval_mutations(
+    manifest: Annotated[Path, typer.Option(help="manifest.csv of correct recitations (paths relative to it).")],
+    split: Annotated[str, typer.Option(help="Rows of this split only ('' for all).")] = "dev",
+    model: Annotated[Optional[str], typer.Option(help="Acoustic model: iqrah-small or a .onnx path.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for choosing what to mutate.")] = 0,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N recordings.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full result here.")] = None,
+):
+    """Plant known errors in correct recitations and measure how many analyze finds."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .acoustic.registry import ModelError, load_model
+    from .evaluate.manifest import read_manifest
+    from .evaluate.mutations import evaluate_mutations
+
+    try:
+        acoustic = load_model(model)
+        total = len(read_manifest(manifest, split or None)[:limit])
+    except (ModelError, FileNotFoundError) as exc:
+        fail(str(exc))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task("mutating and analysing", total=total)
+        result = evaluate_mutations(acoustic, manifest, split=split or None, seed=seed, limit=limit,
+                                    progress=lambda rec: bar.advance(task))
+    table = Table(title=f"planted errors in {manifest} ({split or 'all'}), seed {seed}")
+    for column in ("error", "planted", "found", "false pos.", "precision", "recall", "F1"):
+        table.add_column(column, justify="right" if column != "error" else "left")
+    rows = list(result["types"].items()) + [("all word errors", result["word_errors"]),
+                                            ("all madd errors", result["madd_errors"])]
+    for name, m in rows:
+        table.add_row(name, str(m["tp"] + m["fn"]), str(m["tp"]), str(m["fp"]), f"{m['precision']:.2f}",
+                      f"{m['recall']:.2f}", f"{m['f1']:.2f}")
+    console.print(table)
+    for group, fa in result["false_alarms"].items():
+        console.print(f"untouched {group}: {fa['ayahs']} ayahs, {fa['violations_per_ayah']:.2f} violations "
+                      f"and {fa['content_errors_per_ayah']:.2f} content errors per ayah")
+    if json_out:
+        json_out.write_text(json.dumps(result, ensure_ascii=False, indent=2))
+        console.print(f"wrote {json_out}")
+
+
 @app.command()
 def info():
     """Check that the engine's parts load here, and say what is installed."""
@@ -194,7 +314,15 @@ def info():
     table.add_row("vad", f"Silero VAD v6 on onnxruntime {onnxruntime.__version__} "
                   f"({(time.perf_counter() - start) * 1000:.0f} ms to load)")
     table.add_row("vocabulary", f"{len(phoneme_vocab())} tokens (blank + phonemes)")
-    table.add_row("acoustic model", "none bundled yet")
+    try:
+        from .acoustic.registry import load_model
+
+        model = load_model()
+        card = getattr(model, "card", {})
+        table.add_row("acoustic model", f"{card.get('name', 'bundled')} {card.get('version', '')}: "
+                      f"{card.get('parameters', '?')} parameters, {model.frame_seconds * 1000:.0f} ms frames")
+    except (FileNotFoundError, ValueError) as exc:
+        table.add_row("acoustic model", f"[red]not available: {exc}[/]")
     console.print(table)
 
 

@@ -71,6 +71,8 @@ QALQALAH_SUGHRA = Rule("qalqalah", "sughra", None, "Echo on a resting letter (qa
 QALQALAH_KUBRA = Rule("qalqalah", "kubra", None, "Echo at a stop (qalqalah kubra)", "قلقلة كبرى")
 IDGHAM_NO_GHUNNAH = Rule("idgham", "without_ghunnah", None, "Merging without ghunnah", "إدغام بغير غنة")
 SAKT = Rule("sakt", "sakt", SAKT_HARAKAT, "Brief pause without breath (sakt)", "سكت")
+SHADDA = Rule("shadda", "shadda", None, "Doubled letter (shadda)", "الحرف المشدد")
+MADD_LETTERS = {PH.alif, PH.waw_madd, PH.yaa_madd, PH.alif_momala}
 
 
 def madd_rule(class_name: str, golden_len: int, *, after_hamza: bool, source_chars: str) -> Rule:
@@ -119,6 +121,8 @@ def sound_rules(phonemes: str, *, source_chars: str, merged_from_previous_word: 
         rules.append(ghunnah_rule("idgham"))
     elif core in (PH.lam, PH.raa) and from_noon:
         rules.append(IDGHAM_NO_GHUNNAH)
+    elif run == 2 and core not in MADD_LETTERS:
+        rules.append(SHADDA)
     if phonemes.endswith(PH.qlqla):
         rules.append(QALQALAH_KUBRA if is_last else QALQALAH_SUGHRA)
     if phonemes.endswith(PH.sakt):

@@ -53,6 +53,7 @@ class ContentError(BaseModel):
 
 class Violation(BaseModel):
     rule: str = Field(description="family:kind, e.g. madd:monfasel")
+    problem: str = Field(description="too_short, too_long, no_burst, not_held, vowel_at_stop")
     word_index: int
     phoneme_index: int
     time_range: tuple[float, float]

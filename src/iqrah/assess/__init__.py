@@ -1,0 +1,1 @@
+"""Judging a recitation: content check and one tajweed validator per module."""

@@ -1,0 +1,64 @@
+"""What a tajweed validator returns: one rule broken at one phoneme unit, with the evidence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..align.words import ReferenceAlignment
+from ..quran import Reference
+from .pace import PaceTracker, held_durations
+
+
+@dataclass(frozen=True)
+class RuleFinding:
+    """``problem`` names what went wrong (e.g. ``too_short``); ``measured`` and ``expected`` are
+    in the rule's own unit (harakat for lengths, dB for bursts), for feedback and the report."""
+
+    rule_tag: str
+    problem: str
+    unit_index: int
+    word_index: int
+    time_range: tuple[float, float]
+    expected: float | str
+    measured: float | str
+    severity: str
+    confidence: float
+    name_en: str = ""
+    name_ar: str = ""
+
+
+@dataclass
+class AssessmentContext:
+    """Everything validators look at: the reference, its alignment, the audio, the pace."""
+
+    reference: Reference
+    alignment: ReferenceAlignment
+    audio: np.ndarray
+    sample_rate: int
+    held: np.ndarray = field(init=False)
+    pace: PaceTracker = field(init=False)
+    skip_words: set[int] = field(default_factory=set)  # words the content check found wrong
+
+    def __post_init__(self):
+        self.held = held_durations(self.alignment)
+        self.pace = PaceTracker(self.reference, self.alignment, self.held)
+
+    def units_with(self, family: str):
+        """(unit, rule) for every rule of ``family`` on a word that was said."""
+        for unit in self.reference.units:
+            if unit.word_index in self.skip_words:
+                continue
+            for rule in unit.rules:
+                if rule.family == family:
+                    yield unit, rule
+
+    def counts(self, unit_index: int) -> float:
+        """How many counts (harakat) the unit was held, at the reciter's local pace."""
+        timing = self.alignment.units[unit_index]
+        return float(self.held[unit_index] / self.pace.at(timing.start).harakah_s)
+
+    def span(self, unit_index: int) -> tuple[float, float]:
+        timing = self.alignment.units[unit_index]
+        return (round(timing.start, 3), round(timing.start + float(self.held[unit_index]), 3))

@@ -1,0 +1,40 @@
+"""Qalqalah (qaf, taa, baa, jeem, dal at rest): a closure followed by an audible release burst.
+
+Within the unit (and a little after it) the energy must dip for the stop's closure and then
+rise again in a burst. A release less than ``MIN_BURST_DB`` above the closure means the letter
+was swallowed without its echo.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .findings import AssessmentContext, RuleFinding
+from .signal import energy_db
+
+MIN_BURST_DB = 6.0
+AFTER_S = 0.08
+
+
+def burst_db(ctx: AssessmentContext, unit_index: int) -> float | None:
+    start, end = ctx.span(unit_index)
+    energy = energy_db(ctx.audio, ctx.sample_rate, start, end + AFTER_S)
+    if energy.size < 6:
+        return None
+    closure = int(np.argmin(energy[: max(2, energy.size * 2 // 3)]))
+    return float(energy[closure:].max() - energy[closure])
+
+
+def check_qalqalah(ctx: AssessmentContext) -> list[RuleFinding]:
+    findings = []
+    for unit, rule in ctx.units_with("qalqalah"):
+        burst = burst_db(ctx, unit.index)
+        if burst is None or burst >= MIN_BURST_DB:
+            continue
+        confidence = float(np.clip((MIN_BURST_DB - burst) / MIN_BURST_DB, 0.0, 1.0))
+        findings.append(RuleFinding(
+            rule_tag=rule.tag, problem="no_burst", unit_index=unit.index, word_index=unit.word_index,
+            time_range=ctx.span(unit.index), expected=f">= {MIN_BURST_DB:.0f} dB release",
+            measured=f"{burst:.1f} dB", severity="minor", confidence=round(confidence, 3),
+            name_en=rule.name_en, name_ar=rule.name_ar))
+    return findings

@@ -1,0 +1,54 @@
+"""Feedback a learner can act on, in English and Arabic, one template per rule and problem."""
+
+from __future__ import annotations
+
+from ..assess.findings import RuleFinding
+from .schema import Feedback
+
+RULE_TEMPLATES = {
+    ("madd", "too_short"): (
+        "Hold this {name} for {expected} counts; you held about {measured}.",
+        "مُدَّ هذا ({name_ar}) {expected} حركات؛ مددته نحو {measured}."),
+    ("madd", "too_long"): (
+        "This {name} takes {expected} counts; you held about {measured}.",
+        "هذا ({name_ar}) مقداره {expected} حركات؛ مددته نحو {measured}."),
+    ("ghunnah", "too_short"): (
+        "Hold the ghunnah ({name}) for {expected} counts through the nose; you held about {measured}.",
+        "أظهر الغنة ({name_ar}) بمقدار {expected} حركتين؛ كانت نحو {measured}."),
+    ("qalqalah", "no_burst"): (
+        "Let the letter echo ({name}): release it with a clear bounce.",
+        "أظهر القلقلة ({name_ar}) بنبرة واضحة عند النطق بالحرف الساكن."),
+    ("shadda", "not_held"): (
+        "This letter has a shadda: hold it doubled before the vowel.",
+        "هذا الحرف مشدد: أعطه حقه من التشديد."),
+    ("waqf", "vowel_at_stop"): (
+        "Stop on a resting letter at the end of the ayah, without the final vowel.",
+        "قف على آخر الآية بالسكون دون تحريك الحرف الأخير."),
+}
+
+CONTENT_TEMPLATES = {
+    "missing": ("You skipped «{word}».", "لم تقرأ «{word}»."),
+    "substituted": ("«{word}» did not sound right: listen and repeat it.", "لم تُقرأ «{word}» كما ينبغي: استمع وأعدها."),
+    "repeated": ("You repeated «{word}».", "كررت «{word}»."),
+    "extra": ("You added words after «{word}» that are not in this ayah.", "زدت بعد «{word}» ما ليس في الآية."),
+}
+
+
+def rule_feedback(finding: RuleFinding) -> Feedback:
+    family = finding.rule_tag.split(":")[0]
+    en, ar = RULE_TEMPLATES.get((family, finding.problem), (
+        "Check the {name} here.", "راجع ({name_ar}) هنا."))
+    values = {"name": finding.name_en or finding.rule_tag, "name_ar": finding.name_ar or finding.rule_tag,
+              "expected": _fmt(finding.expected), "measured": _fmt(finding.measured)}
+    return Feedback(en=en.format(**values), ar=ar.format(**values))
+
+
+def content_feedback(kind: str, word: str) -> Feedback:
+    en, ar = CONTENT_TEMPLATES[kind]
+    return Feedback(en=en.format(word=word), ar=ar.format(word=word))
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
