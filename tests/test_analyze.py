@@ -1,0 +1,94 @@
+"""``analyze`` end to end with the bundled model on real recordings (skips without the model)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from iqrah.audio import SAMPLE_RATE, AudioError
+from iqrah.quran import UnknownAyahError
+from iqrah.report.schema import Report
+
+DEV = "dev/offline-tarteel-test-corpus-001002.opus"  # Alafasy, 1:2
+
+
+@pytest.fixture(scope="module")
+def model():
+    from iqrah.acoustic.onnx_model import OnnxAcousticModel, bundled_model_path
+
+    if not bundled_model_path().is_file():
+        pytest.skip("the bundled acoustic model is not in this checkout")
+    return OnnxAcousticModel()
+
+
+@pytest.fixture(scope="module")
+def report_1_2(model, speech):
+    from iqrah.analyze import analyze
+
+    return analyze(speech, "1:2", model=model)
+
+
+def test_a_correct_recitation_is_assessed(report_1_2):
+    report = report_1_2
+    assert report.gate.path == "assessed"
+    assert [w.number for w in report.words] == [1, 2, 3, 4]
+    starts = [w.start for w in report.words]
+    assert starts == sorted(starts) and all(w.end > w.start for w in report.words)
+    assert not report.content_errors
+    assert sum(w.verdict in ("correct", "tajweed_error") for w in report.words) == 4
+    assert 0 <= report.scores.overall <= 100 and report.scores.content > 70
+    assert set(report.timings_ms) >= {"decode", "vad", "acoustic", "content", "align", "assess", "report"}
+
+
+def test_report_round_trips_as_json(report_1_2):
+    data = json.loads(report_1_2.model_dump_json())
+    assert data["version"] == "1.0"
+    assert Report.model_validate(data) == report_1_2
+
+
+def test_another_ayah_takes_the_content_error_path(model, recitations):
+    from iqrah.analyze import analyze
+
+    report = analyze(recitations / "dev" / "offline-tarteel-test-corpus-002255.opus", "1:2", model=model)
+    assert report.gate.path == "content_mismatch"
+    assert report.violations == []
+
+
+def test_a_deleted_word_is_reported_missing(model, speech, recitations):
+    from iqrah.analyze import analyze
+    from iqrah.evaluate.tsm import crossfade_join
+
+    timings = json.loads((recitations / "alignments" / "alafasy-word-timings.json").read_text())[0][1]
+    _, start_ms, end_ms = timings[2]  # rabbi
+    a, b = start_ms * SAMPLE_RATE // 1000, end_ms * SAMPLE_RATE // 1000
+    report = analyze(crossfade_join([speech[:a], speech[b:]]), "1:2", model=model)
+    assert [(e.kind, e.word_indices) for e in report.content_errors] == [("missing", [2])]
+    assert report.words[2].verdict == "missing"
+
+
+def test_bad_input_is_a_clear_error(model, speech):
+    from iqrah.analyze import analyze
+
+    with pytest.raises(AudioError, match="no speech"):
+        analyze(np.zeros(SAMPLE_RATE * 3, np.float32), "1:2", model=model)
+    with pytest.raises(UnknownAyahError):
+        analyze(speech, "1:9", model=model)
+    try:  # 0.3 s for a long ayah: no speech found, or clearly not this ayah
+        short = analyze(speech[SAMPLE_RATE: int(1.3 * SAMPLE_RATE)], "2:255", model=model)
+        assert short.gate.path == "content_mismatch"
+    except AudioError as exc:
+        assert "no speech" in str(exc)
+
+
+def test_cli_analyze_json(model, recitations):
+    from typer.testing import CliRunner
+
+    from iqrah.cli import app
+
+    result = CliRunner().invoke(app, ["analyze", str(recitations / DEV), "--ayah", "1:2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["spec"] == "1:2"
+    result = CliRunner().invoke(app, ["analyze", str(recitations / DEV), "--ayah", "1:8"])
+    assert result.exit_code == 2

@@ -1,0 +1,106 @@
+"""Tajweed validators on alignments with known durations, and the audio surgery of the evals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from iqrah.align.ctc import Alignment
+from iqrah.align.words import ReferenceAlignment, UnitTiming, WordTiming, alignment_targets
+from iqrah.acoustic import Vocabulary
+from iqrah.assess.findings import AssessmentContext
+from iqrah.assess.madd import check_madd
+from iqrah.assess.ghunnah import check_ghunnah
+from iqrah.assess.pace import is_short_syllable
+from iqrah.assess.shadda import check_shadda
+from iqrah.evaluate.tsm import crossfade_join, stretch_span, time_stretch
+from iqrah.quran import build_reference
+
+COUNT = 0.2  # seconds per haraka in these synthetic recitations
+
+
+def synthetic_context(ref, counts_of):
+    """An alignment where each unit is held ``counts_of(unit)`` counts, back to back."""
+    t, units = 0.5, []
+    for unit in ref.units:
+        held = counts_of(unit) * COUNT
+        units.append(UnitTiming(unit.index, t, t + held, 0.9, -0.1))
+        t += held
+    words = []
+    for word in ref.words:
+        a, b = word.units
+        words.append(WordTiming(word.index, units[a].start, units[b - 1].end, 0.9, -0.1))
+    empty = np.zeros(0, dtype=np.int64)
+    alignment = ReferenceAlignment(units, words, Alignment(empty, empty, empty, empty, np.zeros(0),
+                                                           np.zeros(0), 0.0, 0),
+                                   alignment_targets(ref, Vocabulary()))
+    audio = np.zeros(int((t + 1) * 16000), np.float32)
+    return AssessmentContext(ref, alignment, audio, 16000)
+
+
+def natural_counts(unit):
+    """How long a good reciter holds each unit, in counts (madd: its length, as measured)."""
+    from iqrah.assess.madd import MEASURED_PER_EXPECTED
+
+    for rule in unit.rules:
+        if rule.family == "madd":
+            return rule.harakat * MEASURED_PER_EXPECTED
+        if rule.family == "ghunnah":
+            return 2.0
+        if rule.family == "shadda":
+            return 1.8
+    return 1.0 if is_short_syllable(unit.phonemes) else 0.6
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return build_reference("2:27")
+
+
+def test_a_well_paced_recitation_has_no_findings(ref):
+    ctx = synthetic_context(ref, natural_counts)
+    assert ctx.pace.overall().harakah_s == pytest.approx(COUNT)
+    assert check_madd(ctx) == [] and check_ghunnah(ctx) == [] and check_shadda(ctx) == []
+
+
+def test_a_short_monfasel_madd_is_found(ref):
+    target = next(u for u in ref.units if any(r.kind == "monfasel" for r in u.rules))
+    ctx = synthetic_context(ref, lambda u: 1.0 if u.index == target.index else natural_counts(u))
+    [finding] = check_madd(ctx)
+    assert (finding.unit_index, finding.problem, finding.expected) == (target.index, "too_short", 4)
+    assert finding.measured < 2 and finding.severity == "major"
+
+
+def test_a_stretched_natural_madd_is_found(ref):
+    target = next(u for u in ref.units if any(r.kind == "natural" for r in u.rules))
+    ctx = synthetic_context(ref, lambda u: 4.0 if u.index == target.index else natural_counts(u))
+    [finding] = check_madd(ctx)
+    assert (finding.unit_index, finding.problem) == (target.index, "too_long")
+
+
+def test_a_ghunnah_cut_short_is_found(ref):
+    target = next(u for u in ref.units if any(r.kind == "ikhfaa" for r in u.rules))
+    ctx = synthetic_context(ref, lambda u: 0.4 if u.index == target.index else natural_counts(u))
+    [finding] = check_ghunnah(ctx)
+    assert finding.unit_index == target.index and finding.rule_tag == "ghunnah:ikhfaa"
+
+
+def test_words_with_content_errors_are_not_judged(ref):
+    target = next(u for u in ref.units if any(r.kind == "monfasel" for r in u.rules))
+    ctx = synthetic_context(ref, lambda u: 1.0 if u.index == target.index else natural_counts(u))
+    ctx.skip_words = {target.word_index}
+    assert check_madd(ctx) == []
+
+
+def test_time_stretch_keeps_pitch_and_scales_length():
+    t = np.arange(8000) / 16000
+    tone = (0.5 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    for factor in (0.4, 2.5):
+        out = time_stretch(tone, factor)
+        assert out.size == round(tone.size * factor)
+        spectrum = np.abs(np.fft.rfft(out[400:-400]))
+        assert np.fft.rfftfreq(out.size - 800, 1 / 16000)[spectrum.argmax()] == pytest.approx(200, abs=5)
+    longer = stretch_span(tone, 0.1, 0.3, 2.0)
+    assert longer.size == tone.size + 0.2 * 16000 - 2 * int(0.008 * 16000)  # two crossfades
+    joined = crossfade_join([tone[:4000], tone[4000:]])
+    assert joined.size == tone.size - int(0.008 * 16000)
