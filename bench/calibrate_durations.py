@@ -1,0 +1,83 @@
+"""Measure how long professional reciters hold madd, ghunnah and shadda units, in counts as the
+validators measure them, on the TRAIN split (never dev), to set the validators' constants.
+
+    .venv/bin/python bench/calibrate_durations.py [--files 150] [--json out.json]
+
+Prints, per rule kind, the median and spread of measured counts next to the expected harakat,
+and the per-file free-decoding PER distribution (for the content gate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    root = Path(os.environ.get("IQRAH_RECITATIONS", Path(__file__).resolve().parents[2] / "shared" / "recitations"))
+    parser.add_argument("--manifest", type=Path, default=root / "manifest.csv")
+    parser.add_argument("--files", type=int, default=150)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+
+    from iqrah.acoustic.registry import load_model
+    from iqrah.align import AlignmentError
+    from iqrah.align.words import align_reference
+    from iqrah.assess.content import Heard, check_content
+    from iqrah.assess.findings import AssessmentContext
+    from iqrah.audio import AudioError, decode_audio
+    from iqrah.evaluate.manifest import read_manifest
+
+    model = load_model()
+    rows = [r for r in read_manifest(args.manifest, "train")
+            if r.kind.startswith("professional") and 3 < r.duration_s < 20]
+    random.Random(args.seed).shuffle(rows)
+    counts: dict[str, list[float]] = defaultdict(list)
+    pers: list[float] = []
+    for rec in rows[: args.files]:
+        try:
+            audio = decode_audio(rec.path)
+        except AudioError:
+            continue
+        log_probs = model.log_probs(audio)
+        heard = Heard.from_log_probs(log_probs, model.vocab)
+        reference, content = min(((r, check_content(heard, r, model.vocab)) for r in rec.references()),
+                                 key=lambda pair: pair[1].per)
+        pers.append(content.per)
+        if content.per > 0.25:
+            continue  # a poor decoding would measure the aligner, not the reciter
+        try:
+            aligned = align_reference(log_probs, reference, model.vocab, model.frame_seconds)
+        except AlignmentError:
+            continue
+        ctx = AssessmentContext(reference, aligned, audio, 16000)
+        for unit in reference.units[:-1]:  # the last unit runs into silence
+            for rule in unit.rules:
+                if rule.family in ("madd", "ghunnah", "shadda"):
+                    key = f"{rule.family}:{rule.harakat or ''}" if rule.family == "madd" else rule.family
+                    counts[key].append(ctx.counts(unit.index))
+    result = {"files": len(pers), "per": {"median": float(np.median(pers)), "p90": float(np.percentile(pers, 90)),
+                                          "p99": float(np.percentile(pers, 99))}, "counts": {}}
+    print(f"{len(pers)} train files; free-decoding PER median {result['per']['median']:.3f}, "
+          f"p90 {result['per']['p90']:.3f}, p99 {result['per']['p99']:.3f}")
+    for key, values in sorted(counts.items()):
+        v = np.array(values)
+        stats = {"n": int(v.size), "median": round(float(np.median(v)), 3), "p10": round(float(np.percentile(v, 10)), 3),
+                 "p90": round(float(np.percentile(v, 90)), 3), "std": round(float(v.std()), 3)}
+        result["counts"][key] = stats
+        print(f"  {key:<10} n={stats['n']:5d} median {stats['median']:.2f} counts (p10 {stats['p10']:.2f}, "
+              f"p90 {stats['p90']:.2f})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
