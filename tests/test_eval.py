@@ -1,0 +1,58 @@
+"""``iqrah eval accuracy`` on a small manifest of its own (any folder, paths relative to it)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from iqrah.cli import app
+from iqrah.evaluate.manifest import read_manifest
+
+
+@pytest.fixture(scope="module")
+def small_manifest(tmp_path_factory, recitations, manifest):
+    """5 dev files (3 Alafasy with word timings, 2 crowd) in a manifest elsewhere."""
+    folder = tmp_path_factory.mktemp("other-recordings")
+    alafasy = [r for r in manifest if r["split"] == "dev" and "Alafasy" in r["reciter"]
+               and r["ayah"] == r["ayah_end"] and r["ayah"] != "1"][:3]
+    crowd = [r for r in manifest if r["split"] == "dev" and r["kind"] == "non-expert"][:2]
+    with open(folder / "manifest.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(manifest[0]))
+        writer.writeheader()
+        for row in alafasy + crowd:
+            writer.writerow({**row, "file": os.path.relpath(recitations / row["file"], folder)})
+    return folder / "manifest.csv"
+
+
+def test_manifest_paths_are_relative_to_the_manifest(small_manifest):
+    rows = read_manifest(small_manifest)
+    assert len(rows) == 5 and all(r.path.is_file() for r in rows)
+
+
+def test_eval_accuracy_on_five_files(small_manifest, recitations, tmp_path):
+    from iqrah.acoustic.onnx_model import bundled_model_path
+
+    if not bundled_model_path().is_file():
+        pytest.skip("the bundled acoustic model is not in this checkout")
+    out = tmp_path / "accuracy.json"
+    result = CliRunner().invoke(app, [
+        "eval", "accuracy", "--manifest", str(small_manifest), "--split", "dev",
+        "--timings", str(recitations / "alignments" / "alafasy-word-timings.json"), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert set(data) >= {"model", "groups", "overall", "baseline"}
+    alafasy = data["groups"]["Mishary Alafasy"]
+    assert alafasy["files"] == 3 and 0 <= alafasy["per"] < 0.5
+    assert {"word_mae_ms", "within_50ms", "within_100ms", "rtf"} <= set(alafasy)
+    assert data["overall"]["files"] == 5
+    assert data["baseline"]["word_mae_ms"] > alafasy["word_mae_ms"]  # alignment beats the baseline
+    assert data["model"]["vocabulary"][0] == "<blank>"
+
+
+def test_eval_refuses_a_missing_manifest(tmp_path):
+    result = CliRunner().invoke(app, ["eval", "accuracy", "--manifest", str(tmp_path / "none.csv")])
+    assert result.exit_code == 2
