@@ -142,3 +142,23 @@ def test_long_input_aligns():
     assert np.all(np.diff(result.starts) > 0)
     assert np.all(result.ends > result.starts)
     assert result.ends[-1] <= 10_000
+
+
+def test_partial_alignment_stops_where_the_audio_does():
+    rng = np.random.default_rng(5)
+    tokens = [3, 4, 5, 6, 7, 8]
+    spans = [(2, 4), (5, 7), (8, 10)]  # only the first three were said so far
+    log_probs = planted(spans, 14, 10, tokens[:3], rng)
+    result = forced_align(log_probs, tokens, partial=True)
+    assert result.num_aligned == 3
+    assert list(zip(result.starts[:3].tolist(), result.ends[:3].tolist())) == spans
+    assert result.starts[3:].tolist() == [-1, -1, -1]
+    full = forced_align(log_probs, tokens[:3])
+    assert result.score == pytest.approx(full.score)
+    # all tokens said: the partial path is the full one
+    assert forced_align(log_probs, tokens[:3], partial=True).num_aligned == 3
+
+
+def test_partial_alignment_accepts_fewer_frames_than_tokens():
+    log_probs = np.log(np.full((2, 5), 0.2, dtype=np.float32))
+    assert forced_align(log_probs, [1, 2, 3, 4], partial=True).num_aligned <= 2

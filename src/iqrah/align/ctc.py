@@ -39,6 +39,8 @@ class Alignment:
     gop: np.ndarray
     score: float
     num_frames: int
+    #: tokens the path reached (all of them unless ``partial``; later ones have start -1)
+    num_aligned: int = -1
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -54,8 +56,12 @@ def min_frames(tokens: np.ndarray) -> int:
     return int(tokens.size + np.count_nonzero(tokens[1:] == tokens[:-1]))
 
 
-def forced_align(log_probs: np.ndarray, tokens, blank: int = 0) -> Alignment:
-    """Align ``tokens`` (ids, no blanks) to ``log_probs`` (T, V), log-softmax over V."""
+def forced_align(log_probs: np.ndarray, tokens, blank: int = 0, *, partial: bool = False) -> Alignment:
+    """Align ``tokens`` (ids, no blanks) to ``log_probs`` (T, V), log-softmax over V.
+
+    With ``partial`` the path may stop after any token: the audio holds a prefix of the tokens
+    (a live stream that has not reached the end yet). Tokens past the end get start -1.
+    """
     log_probs = np.ascontiguousarray(log_probs, dtype=np.float32)
     tokens = np.ascontiguousarray(np.asarray(tokens, dtype=np.int64).reshape(-1))
     if log_probs.ndim != 2:
@@ -66,19 +72,23 @@ def forced_align(log_probs: np.ndarray, tokens, blank: int = 0) -> Alignment:
     if tokens.min() < 0 or tokens.max() >= vocab or np.any(tokens == blank):
         raise AlignmentError(f"token ids must be in 0..{vocab - 1} and not the blank ({blank})")
     need = min_frames(tokens)
-    if n_frames < need:
+    if n_frames < need and not partial:
         raise AlignmentError(
             f"{n_frames} frames are too few for {tokens.size} tokens: CTC needs at least {need} "
             "(the audio is shorter than the text it should contain)")
-    states, score = _viterbi(log_probs, tokens, blank)
+    if n_frames == 0:
+        raise AlignmentError("nothing to align to: no frames")
+    states, score = _viterbi(log_probs, tokens, blank, partial)
     starts, ends, blank_before = _token_spans(states, tokens.size)
+    aligned = int(np.count_nonzero(starts >= 0))
     posterior, gop = _confidence(log_probs, tokens, starts, ends)
     return Alignment(tokens=tokens, starts=starts, ends=ends, blank_before=blank_before,
-                     mean_posterior=posterior, gop=gop, score=float(score), num_frames=n_frames)
+                     mean_posterior=posterior, gop=gop, score=float(score), num_frames=n_frames,
+                     num_aligned=aligned)
 
 
 @numba.njit(cache=True, nogil=True)
-def _viterbi(log_probs, tokens, blank):
+def _viterbi(log_probs, tokens, blank, partial):
     n_frames = log_probs.shape[0]
     n_states = 2 * tokens.size + 1
     ext = np.full(n_states, blank, dtype=np.int64)
@@ -110,7 +120,9 @@ def _viterbi(log_probs, tokens, blank):
         prev, cur = cur, prev
 
     last = n_states - 1
-    if n_states >= 2 and prev[n_states - 2] > prev[last]:
+    if partial:
+        last = int(np.argmax(prev))
+    elif n_states >= 2 and prev[n_states - 2] > prev[last]:
         last = n_states - 2
     score = prev[last]
     path = np.empty(n_frames, dtype=np.int64)
@@ -145,6 +157,9 @@ def _confidence(log_probs, tokens, starts, ends):
     gop = np.empty(tokens.size, dtype=np.float32)
     best = log_probs.max(axis=1)
     for i, (token, a, b) in enumerate(zip(tokens, starts, ends)):
+        if a < 0:  # not reached by a partial path
+            posterior[i], gop[i] = 0.0, 0.0
+            continue
         own = log_probs[a:b, token]
         posterior[i] = float(np.exp(own).mean())
         gop[i] = float((own - best[a:b]).mean())
