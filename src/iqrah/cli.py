@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -193,6 +194,28 @@ def _print_report(report) -> None:
     console.print("[dim]" + ", ".join(f"{k} {v:.0f} ms" for k, v in report.timings_ms.items()) + "[/]")
 
 
+def _eval_inputs(model: str | None, manifest: Path, split: str, limit: int | None):
+    """The model and the number of recordings an eval command will go through, or a clean exit."""
+    from .acoustic.registry import ModelError, load_model
+    from .evaluate.manifest import read_manifest
+
+    try:
+        return load_model(model), len(read_manifest(manifest, split or None)[:limit])
+    except (ModelError, FileNotFoundError) as exc:
+        fail(str(exc))
+
+
+@contextmanager
+def _progress_bar(description: str, total: int):
+    """A progress bar with ETA on stderr; yields a callback to call once per item."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda _item: bar.advance(task)
+
+
 eval_app = typer.Typer(help="Measure iqrah on labelled recordings.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
@@ -209,23 +232,12 @@ def eval_accuracy(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full result here.")] = None,
 ):
     """Phoneme error rate, word-boundary error and speed of the acoustic model, per reciter group."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from .acoustic.registry import ModelError, load_model
     from .evaluate.accuracy import evaluate_accuracy
-    from .evaluate.manifest import read_manifest
 
-    try:
-        acoustic = load_model(model)
-        total = len(read_manifest(manifest, split or None)[:limit])
-    except (ModelError, FileNotFoundError) as exc:
-        fail(str(exc))
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task("evaluating", total=total)
+    acoustic, total = _eval_inputs(model, manifest, split, limit)
+    with _progress_bar("evaluating", total) as advance:
         result = evaluate_accuracy(acoustic, manifest, split=split or None, timings_path=timings,
-                                   timings_reciter=timings_reciter, limit=limit,
-                                   progress=lambda rec: bar.advance(task),
+                                   timings_reciter=timings_reciter, limit=limit, progress=advance,
                                    model_card=getattr(acoustic, "card", {}))
     table = Table(title=f"accuracy on {manifest} ({split or 'all'})")
     for column in ("group", "files", "PER", "RTF", "word MAE", "<=50 ms", "<=100 ms"):
@@ -260,22 +272,12 @@ def eval_mutations(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full result here.")] = None,
 ):
     """Plant known errors in correct recitations and measure how many analyze finds."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from .acoustic.registry import ModelError, load_model
-    from .evaluate.manifest import read_manifest
     from .evaluate.mutations import evaluate_mutations
 
-    try:
-        acoustic = load_model(model)
-        total = len(read_manifest(manifest, split or None)[:limit])
-    except (ModelError, FileNotFoundError) as exc:
-        fail(str(exc))
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task("mutating and analysing", total=total)
+    acoustic, total = _eval_inputs(model, manifest, split, limit)
+    with _progress_bar("mutating and analysing", total) as advance:
         result = evaluate_mutations(acoustic, manifest, split=split or None, seed=seed, limit=limit,
-                                    progress=lambda rec: bar.advance(task))
+                                    progress=advance)
     table = Table(title=f"planted errors in {manifest} ({split or 'all'}), seed {seed}")
     for column in ("error", "planted", "found", "false pos.", "precision", "recall", "F1"):
         table.add_column(column, justify="right" if column != "error" else "left")

@@ -32,7 +32,9 @@ class Targets:
 
 
 @dataclass(frozen=True)
-class UnitTiming:
+class Timing:
+    """Where a unit or word of the reference sounds (seconds), and how sure the model is of it."""
+
     index: int
     start: float
     end: float
@@ -40,13 +42,7 @@ class UnitTiming:
     gop: float
 
 
-@dataclass(frozen=True)
-class WordTiming:
-    index: int
-    start: float
-    end: float
-    posterior: float
-    gop: float
+UnitTiming = WordTiming = Timing
 
 
 @dataclass(frozen=True)
