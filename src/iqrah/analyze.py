@@ -103,7 +103,7 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
         with clock.stage("align"):
             try:
                 aligned = align_reference(log_probs, reference, model.vocab, model.frame_seconds,
-                                          offset_s=offset_s)
+                                          offset_s=offset_s, audio=speech)
             except AlignmentError:
                 matches = False  # far too little audio for this ayah: a content problem
     if matches and aligned is not None:

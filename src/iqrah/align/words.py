@@ -70,10 +70,13 @@ def alignment_targets(reference: Reference, vocab: Vocabulary, collapse: bool = 
 
 def align_reference(log_probs: np.ndarray, reference: Reference, vocab: Vocabulary,
                     frame_seconds: float, *, collapse: bool = True, offset_s: float = 0.0,
-                    edge_pad_s: float = EDGE_PAD_S) -> ReferenceAlignment:
+                    edge_pad_s: float = EDGE_PAD_S, audio: np.ndarray | None = None,
+                    sample_rate: int = 16_000) -> ReferenceAlignment:
     """Align ``reference`` to ``log_probs``; times are seconds from ``offset_s``.
 
-    Raises AlignmentError when the audio is too short for the reference.
+    With ``audio`` (the samples the log-probs were computed from), a word that starts after or
+    ends before a pause is extended to where its sound starts or stops (short-time energy),
+    instead of by a fixed ``edge_pad_s``. Raises AlignmentError when the audio is too short.
     """
     targets = alignment_targets(reference, vocab, collapse)
     result = forced_align(log_probs, targets.ids, blank=vocab.blank)
@@ -92,11 +95,41 @@ def align_reference(log_probs: np.ndarray, reference: Reference, vocab: Vocabula
             units.append(UnitTiming(unit.index, at, at, units[-1].posterior if units else 0.0,
                                     units[-1].gop if units else 0.0))
 
-    words = _word_timings(reference, targets, result, frame_seconds, offset_s, edge_pad_s)
+    edges = SoundEdges(audio, sample_rate) if audio is not None else None
+    words = _word_timings(reference, targets, result, frame_seconds, offset_s, edge_pad_s, edges)
     return ReferenceAlignment(units=units, words=words, alignment=result, targets=targets)
 
 
-def _word_timings(reference, targets, result, frame_seconds, offset_s, edge_pad_s):
+class SoundEdges:
+    """Where sound starts and stops near a time: 10 ms energy against a floor set by the
+    recording's own noise and peak level."""
+
+    HOP_S = 0.01
+
+    def __init__(self, audio: np.ndarray, sample_rate: int):
+        hop = int(self.HOP_S * sample_rate)
+        n = audio.size // hop
+        frames = np.asarray(audio[: n * hop], dtype=np.float64).reshape(n, hop) if n else np.zeros((1, 1))
+        self.db = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-10)
+        self.floor = max(np.percentile(self.db, 10) + 12.0, self.db.max() - 40.0)
+
+    def start_before(self, t: float, limit: float) -> float:
+        """Walk back from ``t`` while there is sound, not past ``limit``."""
+        f, stop = int(t / self.HOP_S), max(0, int(np.ceil(limit / self.HOP_S)))
+        f = min(f, self.db.size)
+        while f - 1 >= stop and self.db[f - 1] > self.floor:
+            f -= 1
+        return f * self.HOP_S
+
+    def end_after(self, t: float, limit: float) -> float:
+        """Walk on from ``t`` while there is sound, not past ``limit``."""
+        f, stop = int(np.ceil(t / self.HOP_S)), min(self.db.size, int(limit / self.HOP_S))
+        while f < stop and self.db[f] > self.floor:
+            f += 1
+        return f * self.HOP_S
+
+
+def _word_timings(reference, targets, result, frame_seconds, offset_s, edge_pad_s, edges=None):
     starts = result.starts * frame_seconds
     ends = result.ends * frame_seconds
     gap_starts = result.blank_before * frame_seconds
@@ -115,20 +148,19 @@ def _word_timings(reference, targets, result, frame_seconds, offset_s, edge_pad_
             continue
         first, last = span
         gap_start, sound_start = float(gap_starts[first]), float(starts[first])
-        if first == 0:
-            start = max(0.0, sound_start - edge_pad_s)
-        elif sound_start - gap_start <= 2 * edge_pad_s:
+        if first > 0 and sound_start - gap_start <= 2 * edge_pad_s:
             start = (gap_start + sound_start) / 2
-        else:
-            start = sound_start - edge_pad_s
+        else:  # after a pause, or at the beginning
+            earliest = float(ends[first - 1]) if first > 0 else 0.0
+            start = (edges.start_before(sound_start, earliest) if edges
+                     else max(earliest, sound_start - edge_pad_s))
         sound_end = float(ends[last])
         next_start = float(starts[last + 1]) if last + 1 < len(starts) else None
-        if next_start is None:
-            end = min(sound_end + edge_pad_s, audio_end)
-        elif next_start - sound_end <= 2 * edge_pad_s:
+        if next_start is not None and next_start - sound_end <= 2 * edge_pad_s:
             end = (sound_end + next_start) / 2
-        else:
-            end = sound_end + edge_pad_s
+        else:  # before a pause, or at the end
+            latest = next_start if next_start is not None else audio_end
+            end = edges.end_after(sound_end, latest) if edges else min(sound_end + edge_pad_s, latest)
         tokens = slice(first, last + 1)
         words.append(WordTiming(w, offset_s + start, offset_s + end,
                                 float(result.mean_posterior[tokens].mean()), float(result.gop[tokens].mean())))

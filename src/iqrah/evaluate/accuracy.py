@@ -58,6 +58,7 @@ class GroupStats:
     model_s: float = 0.0
     word_errors_ms: list[float] = field(default_factory=list)
     baseline_errors_ms: list[float] = field(default_factory=list)
+    ctc_only_errors_ms: list[float] = field(default_factory=list)  # pause edges by a fixed pad
     timing_files: int = 0
     timing_skipped: int = 0
 
@@ -68,6 +69,7 @@ class GroupStats:
         self.model_s += other.model_s
         self.word_errors_ms += other.word_errors_ms
         self.baseline_errors_ms += other.baseline_errors_ms
+        self.ctc_only_errors_ms += other.ctc_only_errors_ms
 
     def summary(self) -> dict:
         out = {"files": self.files, "per": round(self.edits / self.ref_len, 4) if self.ref_len else None,
@@ -76,6 +78,7 @@ class GroupStats:
             out["failed"] = self.failed
         if self.word_errors_ms:
             out.update(boundary_stats(self.word_errors_ms))
+            out["ctc_only"] = boundary_stats(self.ctc_only_errors_ms)
             out["timing_files"] = self.timing_files
             if self.timing_skipped:
                 out["timing_skipped"] = self.timing_skipped
@@ -130,7 +133,8 @@ def evaluate_recording(model: AcousticModel, rec: Recording, timings: WordTiming
             detail["timing"] = f"{len(ayah_words)} words in the reference, {len(truth)} timings"
             return stats, detail
         try:
-            aligned = align_reference(log_probs, reference, model.vocab, model.frame_seconds)
+            aligned = align_reference(log_probs, reference, model.vocab, model.frame_seconds, audio=audio)
+            ctc_only = align_reference(log_probs, reference, model.vocab, model.frame_seconds)
         except AlignmentError as exc:
             stats.failed = 1
             detail["error"] = str(exc)
@@ -139,6 +143,8 @@ def evaluate_recording(model: AcousticModel, rec: Recording, timings: WordTiming
         for w, (t_start, t_end) in zip(ayah_words, truth):
             word = aligned.words[w]
             stats.word_errors_ms += [(word.start - t_start) * 1000, (word.end - t_end) * 1000]
+            plain = ctc_only.words[w]
+            stats.ctc_only_errors_ms += [(plain.start - t_start) * 1000, (plain.end - t_end) * 1000]
             b_start, b_end = baseline[w]
             stats.baseline_errors_ms += [(b_start - t_start) * 1000, (b_end - t_end) * 1000]
         stats.timing_files = 1
