@@ -295,6 +295,41 @@ def eval_mutations(
         console.print(f"wrote {json_out}")
 
 
+TRAIN_STEPS = {"prep": "prep", "fit": "loop", "export": "export", "evaluate": "evaluate"}
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+def train(
+    ctx: typer.Context,
+    step: Annotated[Optional[str], typer.Argument(help="prep, fit, export or evaluate")] = None,
+):
+    """Train the bundled acoustic model with the recipe in train/ (needs the \\[train] extra).
+
+    Steps: prep (targets and audio cache), fit (train), export (ONNX, INT8, card), evaluate
+    (dev PER of a checkpoint). Options after STEP go to it: `iqrah train fit --help`.
+    """
+    import importlib
+
+    if step in (None, "--help", "-h"):
+        console.print("usage: iqrah train STEP [OPTIONS]\n  steps: prep (targets and audio cache), "
+                      "fit (train), export (ONNX, INT8, card), evaluate (dev PER of a checkpoint)\n"
+                      "  options after STEP go to it: iqrah train fit --help   (docs/model.md)", highlight=False)
+        raise typer.Exit(0)
+    if step not in TRAIN_STEPS:
+        fail(f"unknown training step {step!r}: use one of {', '.join(TRAIN_STEPS)}")
+    recipe = Path(__file__).resolve().parents[2] / "train"
+    if not (recipe / "iqrah_train").is_dir():
+        fail("the training recipe lives in the repository's train/ folder: run this from a checkout")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        fail("training needs torch: pip install -e '.[train]'")
+    if str(recipe) not in sys.path:
+        sys.path.insert(0, str(recipe))
+    importlib.import_module(f"iqrah_train.{TRAIN_STEPS[step]}").main(ctx.args)
+
+
 @app.command()
 def info():
     """Check that the engine's parts load here, and say what is installed."""
