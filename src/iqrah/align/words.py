@@ -71,33 +71,49 @@ def alignment_targets(reference: Reference, vocab: Vocabulary, collapse: bool = 
 def align_reference(log_probs: np.ndarray, reference: Reference, vocab: Vocabulary,
                     frame_seconds: float, *, collapse: bool = True, offset_s: float = 0.0,
                     edge_pad_s: float = EDGE_PAD_S, audio: np.ndarray | None = None,
-                    sample_rate: int = 16_000) -> ReferenceAlignment:
+                    sample_rate: int = 16_000, first_word: int = 0,
+                    partial: bool = False) -> ReferenceAlignment:
     """Align ``reference`` to ``log_probs``; times are seconds from ``offset_s``.
 
     With ``audio`` (the samples the log-probs were computed from), a word that starts after or
     ends before a pause is extended to where its sound starts or stops (short-time energy),
-    instead of by a fixed ``edge_pad_s``. Raises AlignmentError when the audio is too short.
+    instead of by a fixed ``edge_pad_s``. ``first_word`` aligns only the words from there on, and
+    ``partial`` lets the audio end before the reference does (a live stream); units and words not
+    aligned get NaN times. Raises AlignmentError when the audio is too short for a full alignment.
     """
     targets = alignment_targets(reference, vocab, collapse)
-    result = forced_align(log_probs, targets.ids, blank=vocab.blank)
-    starts = result.starts * frame_seconds
-    ends = result.ends * frame_seconds
+    word_of_token = np.array([reference.units[u].word_index for u in targets.unit_of_token])
+    chosen = np.flatnonzero(word_of_token >= first_word)
+    result = forced_align(log_probs, targets.ids[chosen], blank=vocab.blank, partial=partial)
+    reached = result.starts >= 0
+    starts = offset_s + result.starts * frame_seconds
+    ends = offset_s + result.ends * frame_seconds
 
-    units = []
+    units, previous = [], None
+    token_unit = targets.unit_of_token[chosen]
     for unit in reference.units:
-        mine = np.flatnonzero(targets.unit_of_token == unit.index)
+        mine = np.flatnonzero((token_unit == unit.index) & reached)
         if mine.size:
-            units.append(UnitTiming(unit.index, offset_s + float(starts[mine[0]]),
-                                    offset_s + float(ends[mine[-1]]),
-                                    float(result.mean_posterior[mine].mean()), float(result.gop[mine].mean())))
-        else:  # its letter merged into the previous unit's token: it sounds where that one ends
-            at = units[-1].end if units else offset_s
-            units.append(UnitTiming(unit.index, at, at, units[-1].posterior if units else 0.0,
-                                    units[-1].gop if units else 0.0))
+            previous = Timing(unit.index, float(starts[mine[0]]), float(ends[mine[-1]]),
+                              float(result.mean_posterior[mine].mean()), float(result.gop[mine].mean()))
+            units.append(previous)
+        elif previous is not None and unit.index == previous.index + 1 and _said(unit, token_unit, reached):
+            # its letter merged into the previous unit's token: it sounds where that one ends
+            previous = Timing(unit.index, previous.end, previous.end, previous.posterior, previous.gop)
+            units.append(previous)
+        else:
+            units.append(Timing(unit.index, np.nan, np.nan, 0.0, 0.0))
 
     edges = SoundEdges(audio, sample_rate) if audio is not None else None
-    words = _word_timings(reference, targets, result, frame_seconds, offset_s, edge_pad_s, edges)
+    words = _word_timings(reference, word_of_token[chosen], result, reached, frame_seconds, offset_s,
+                          edge_pad_s, edges)
     return ReferenceAlignment(units=units, words=words, alignment=result, targets=targets)
+
+
+def _said(unit, token_unit, reached) -> bool:
+    """A unit without tokens of its own counts as said once a later unit has been reached."""
+    later = np.flatnonzero(token_unit > unit.index)
+    return bool(later.size) and bool(reached[later[0]])
 
 
 class SoundEdges:
@@ -129,24 +145,21 @@ class SoundEdges:
         return f * self.HOP_S
 
 
-def _word_timings(reference, targets, result, frame_seconds, offset_s, edge_pad_s, edges=None):
+def _word_timings(reference, word_of_token, result, reached, frame_seconds, offset_s, edge_pad_s,
+                  edges=None):
     starts = result.starts * frame_seconds
     ends = result.ends * frame_seconds
     gap_starts = result.blank_before * frame_seconds
-    word_of_token = np.array([reference.units[u].word_index for u in targets.unit_of_token])
-    spans = []  # (first token, last token) of each word, None when it owns no token
-    for word in reference.words:
-        mine = np.flatnonzero(word_of_token == word.index)
-        spans.append((mine[0], mine[-1]) if mine.size else None)
-
     audio_end = result.num_frames * frame_seconds
     words = []
-    for w, span in enumerate(spans):
-        if span is None:
-            at = words[-1].end if words else offset_s + float(starts[0])
-            words.append(WordTiming(w, at, at, 0.0, 0.0))
+    for word in reference.words:
+        mine = np.flatnonzero((word_of_token == word.index) & reached)
+        if not mine.size:
+            said_later = np.flatnonzero((word_of_token > word.index) & reached)
+            at = words[-1].end if words and said_later.size else np.nan
+            words.append(Timing(word.index, at, at, 0.0, 0.0))
             continue
-        first, last = span
+        first, last = mine[0], mine[-1]
         gap_start, sound_start = float(gap_starts[first]), float(starts[first])
         if first > 0 and sound_start - gap_start <= 2 * edge_pad_s:
             start = (gap_start + sound_start) / 2
@@ -155,13 +168,14 @@ def _word_timings(reference, targets, result, frame_seconds, offset_s, edge_pad_
             start = (edges.start_before(sound_start, earliest) if edges
                      else max(earliest, sound_start - edge_pad_s))
         sound_end = float(ends[last])
-        next_start = float(starts[last + 1]) if last + 1 < len(starts) else None
+        following = last + 1 < len(starts) and reached[last + 1]
+        next_start = float(starts[last + 1]) if following else None
         if next_start is not None and next_start - sound_end <= 2 * edge_pad_s:
             end = (sound_end + next_start) / 2
         else:  # before a pause, or at the end
             latest = next_start if next_start is not None else audio_end
             end = edges.end_after(sound_end, latest) if edges else min(sound_end + edge_pad_s, latest)
         tokens = slice(first, last + 1)
-        words.append(WordTiming(w, offset_s + start, offset_s + end,
-                                float(result.mean_posterior[tokens].mean()), float(result.gop[tokens].mean())))
+        words.append(Timing(word.index, offset_s + start, offset_s + end,
+                            float(result.mean_posterior[tokens].mean()), float(result.gop[tokens].mean())))
     return words

@@ -40,15 +40,18 @@ class AssessmentContext:
     held: np.ndarray = field(init=False)
     pace: PaceTracker = field(init=False)
     skip_words: set[int] = field(default_factory=set)  # words the content check found wrong
+    only_words: set[int] | None = None  # judge just these (a stream judges word by word)
 
     def __post_init__(self):
         self.held = held_durations(self.alignment)
         self.pace = PaceTracker(self.reference, self.alignment, self.held)
 
     def units_with(self, family: str):
-        """(unit, rule) for every rule of ``family`` on a word that was said."""
+        """(unit, rule) for every rule of ``family`` on a word that was said and timed."""
         for unit in self.reference.units:
-            if unit.word_index in self.skip_words:
+            if unit.word_index in self.skip_words or not np.isfinite(self.held[unit.index]):
+                continue
+            if self.only_words is not None and unit.word_index not in self.only_words:
                 continue
             for rule in unit.rules:
                 if rule.family == family:

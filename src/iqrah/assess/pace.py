@@ -47,7 +47,7 @@ class PaceTracker:
     """Count length at any moment of a recording, from the short syllables around it."""
 
     def __init__(self, reference: Reference, alignment: ReferenceAlignment, held: np.ndarray):
-        mask = np.array([is_short_syllable(u.phonemes) for u in reference.units])
+        mask = np.array([is_short_syllable(u.phonemes) for u in reference.units]) & np.isfinite(held)
         # a syllable before a pause is stretched by the breath: keep those within 2x the median
         times = np.array([u.start for u in alignment.units])[mask]
         durations = held[mask]

@@ -1,0 +1,229 @@
+"""Live assessment, sans I/O: ``StreamingAnalyzer.feed(pcm) -> events``, ``finish() -> events``.
+
+Every ``step_s`` of new audio (once the VAD has heard speech), the acoustic model runs on a
+window that starts a few words back (``context_words``) and the rest of the reference is
+aligned to it with a partial CTC alignment (the audio holds only a prefix of the ayah). A word
+is confirmed once the next word has clearly begun (``margin_s``); it is then judged (free
+decoding of its stretch against its phonemes, then the tajweed validators on its units) and
+sent as a ``word`` event, with its ``violation`` events. Words still inside the window are
+aligned again at the next step; if a boundary moves by more than ``revise_s`` the word is sent
+again with ``revision`` + 1. ``finish()`` runs the offline pipeline on the whole recording, so
+the ``final`` report is exactly what ``iqrah analyze`` says of the same audio, and re-sends any
+word whose verdict or boundaries that changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from Levenshtein import distance
+
+from .acoustic.base import AcousticModel
+from .align import AlignmentError
+from .align.words import align_reference, alignment_targets
+from .analyze import AnalyzeSettings, analyze
+from .assess.content import Heard
+from .assess.findings import AssessmentContext
+from .assess.ghunnah import check_ghunnah
+from .assess.madd import check_madd
+from .assess.qalqalah import check_qalqalah
+from .assess.shadda import check_shadda
+from .audio import SAMPLE_RATE, AudioError, VadStream
+from .evaluate.metrics import collapse_runs
+from .quran import build_reference, parse_spec
+from .report import feedback
+
+WORD_MAX_PER = 0.6  # a confirmed word whose stretch decodes this far from it is a content error
+
+
+@dataclass(frozen=True)
+class Event:
+    """One message for the client: ``type`` (partial, word, violation, final), its data, and the
+    stream position in ms of audio received that it was computed from."""
+
+    type: str
+    data: dict
+    audio_ms: int
+
+
+@dataclass
+class WordState:
+    index: int
+    start: float
+    end: float
+    verdict: str
+    revision: int = 0
+    violations: list[dict] = field(default_factory=list)
+
+
+class StreamingAnalyzer:
+    def __init__(self, spec: str, settings: AnalyzeSettings | None = None,
+                 model: AcousticModel | None = None, *, step_s: float = 0.5, context_words: int = 3,
+                 margin_s: float = 0.3, revise_s: float = 0.04, max_window_s: float = 20.0):
+        if model is None:
+            from .acoustic.registry import load_model
+
+            model = load_model()
+        self.settings = settings or AnalyzeSettings()
+        # a stream cannot wait to hear whether a basmala comes first: only when asked for
+        self.settings = replace(self.settings, basmala="yes" if self.settings.basmala == "yes" else "no")
+        self.spec = parse_spec(spec)
+        self.reference = build_reference(self.spec, self.settings.recitation,
+                                         include_basmala=self.settings.basmala == "yes")
+        self.model = model
+        self.step_s, self.context_words, self.margin_s = step_s, context_words, margin_s
+        self.revise_s, self.max_window_s = revise_s, max_window_s
+        targets = alignment_targets(self.reference, model.vocab)
+        self._word_of_token = np.array([self.reference.units[u].word_index for u in targets.unit_of_token])
+        self._chunks: list[np.ndarray] = []
+        self._samples = 0
+        self._vad = VadStream()
+        self._speech_from: int | None = None
+        self._last_step = 0
+        self.words: dict[int, WordState] = {}
+        self.next_word = 0
+        self.finished = False
+
+    # ---- input -------------------------------------------------------------------------
+    def feed(self, pcm: np.ndarray) -> list[Event]:
+        """Take 16 kHz mono float32 samples; return the events they produced."""
+        if self.finished:
+            raise RuntimeError("the stream is finished")
+        pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
+        if pcm.size == 0:
+            return []
+        if not np.all(np.isfinite(pcm)):
+            raise AudioError("audio contains NaN or infinite samples")
+        if self._samples + pcm.size > self.settings.limits.max_seconds * SAMPLE_RATE:
+            raise AudioError(f"the recitation is longer than the {self.settings.limits.max_seconds / 60:g} "
+                             "min limit of a session")
+        self._chunks.append(pcm)
+        self._samples += pcm.size
+        for segment in self._vad.feed(pcm):
+            self._note_speech(segment.start)
+        if self._vad.speaking and self._speech_from is None:
+            self._note_speech(max(0, self._vad.position - SAMPLE_RATE // 4))
+        if self._samples - self._last_step < self.step_s * SAMPLE_RATE:
+            return []
+        self._last_step = self._samples
+        events = self._step() if self._speech_from is not None else []
+        return events + [self._partial()]
+
+    def finish(self) -> list[Event]:
+        """End of the recitation: the final report, and corrections to what was sent."""
+        self.finished = True
+        audio = self.audio()
+        report = analyze(audio, str(self.spec), self.settings, self.model)
+        events = []
+        for word in report.words:
+            sent = self.words.get(word.index)
+            if word.start is None:
+                continue
+            changed = sent is None or sent.verdict != word.verdict or abs(sent.start - word.start) > self.revise_s \
+                or abs(sent.end - word.end) > self.revise_s
+            if changed:
+                state = WordState(word.index, word.start, word.end, word.verdict,
+                                  revision=(sent.revision + 1) if sent else 0)
+                self.words[word.index] = state
+                events.append(self._word_event(state))
+        sent_violations = {(v["rule"], v["phoneme_index"]) for w in self.words.values() for v in w.violations}
+        for violation in report.violations:
+            if (violation.rule, violation.phoneme_index) not in sent_violations:
+                events.append(Event("violation", violation.model_dump(), self._ms()))
+        events.append(Event("final", report.model_dump(mode="json"), self._ms()))
+        return events
+
+    def audio(self) -> np.ndarray:
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0] if self._chunks else np.zeros(0, np.float32)
+
+    # ---- work --------------------------------------------------------------------------
+    def _note_speech(self, sample: int) -> None:
+        if self._speech_from is None or sample < self._speech_from:
+            self._speech_from = sample
+
+    def _ms(self) -> int:
+        return int(self._samples * 1000 / SAMPLE_RATE)
+
+    def _window_start(self) -> tuple[float, int]:
+        first = max(0, self.next_word - self.context_words)
+        if first in self.words:
+            start = self.words[first].start - 0.3
+        else:
+            start = self._speech_from / SAMPLE_RATE - 0.3
+        return max(0.0, start, self._samples / SAMPLE_RATE - self.max_window_s), first
+
+    def _step(self) -> list[Event]:
+        start_s, first_word = self._window_start()
+        audio = self.audio()
+        window = audio[int(start_s * SAMPLE_RATE):]
+        if window.size < 0.3 * SAMPLE_RATE:
+            return []
+        log_probs = self.model.log_probs(window)
+        try:
+            aligned = align_reference(log_probs, self.reference, self.model.vocab, self.model.frame_seconds,
+                                      offset_s=start_s, audio=window, first_word=first_word, partial=True)
+        except AlignmentError:
+            return []
+        heard = Heard.from_log_probs(log_probs, self.model.vocab)
+        heard_times = start_s + heard.frames * self.model.frame_seconds
+        window_end = self._samples / SAMPLE_RATE
+        events = []
+        last_word = len(self.reference.words) - 1
+        for w in range(first_word, last_word):  # the last word is confirmed by finish()
+            timing, after = aligned.words[w], aligned.words[w + 1]
+            if not np.isfinite(after.start) or window_end - after.start < self.margin_s:
+                break
+            sent = self.words.get(w)
+            if sent is not None:
+                moved = abs(sent.start - timing.start) > self.revise_s or abs(sent.end - timing.end) > self.revise_s
+                if moved and w >= self.next_word - self.context_words:
+                    sent.start, sent.end, sent.revision = timing.start, timing.end, sent.revision + 1
+                    events.append(self._word_event(sent))
+                continue
+            state, violations = self._judge(w, timing, aligned, audio, heard, heard_times)
+            self.words[w] = state
+            self.next_word = w + 1
+            events.append(self._word_event(state))
+            events += [Event("violation", v, self._ms()) for v in violations]
+        return events
+
+    def _judge(self, w, timing, aligned, audio, heard, heard_times):
+        expected = collapse_runs(self.reference.words[w].phonemes)
+        said = "".join(c for c, t in zip(heard.phonemes, heard_times) if timing.start <= t < timing.end)
+        per = distance(said, expected) / max(len(expected), 1)
+        if not said:
+            verdict = "missing"
+        elif per > WORD_MAX_PER:
+            verdict = "content_error"
+        else:
+            verdict = "correct"
+        violations = []
+        if verdict == "correct":
+            ctx = AssessmentContext(self.reference, aligned, audio, SAMPLE_RATE, only_words={w})
+            for finding in check_madd(ctx) + check_ghunnah(ctx) + check_qalqalah(ctx) + check_shadda(ctx):
+                violations.append({
+                    "rule": finding.rule_tag, "problem": finding.problem, "word_index": w,
+                    "phoneme_index": finding.unit_index, "time_range": list(finding.time_range),
+                    "expected": str(finding.expected), "actual": str(finding.measured),
+                    "severity": finding.severity, "confidence": finding.confidence,
+                    "feedback": feedback.rule_feedback(finding).model_dump()})
+            if violations:
+                verdict = "tajweed_error"
+        return WordState(w, timing.start, timing.end, verdict, violations=violations), violations
+
+    def _word_event(self, state: WordState) -> Event:
+        word = self.reference.words[state.index]
+        units = [{"index": u.index, "phonemes": u.phonemes, "rules": [r.tag for r in u.rules]}
+                 for u in self.reference.word_units(state.index)]
+        return Event("word", {"index": state.index, "text": word.text, "start": round(state.start, 3),
+                              "end": round(state.end, 3), "verdict": state.verdict, "phonemes": units,
+                              "revision": state.revision}, self._ms())
+
+    def _partial(self) -> Event:
+        done = sorted(self.words)
+        return Event("partial", {"current_word": self.next_word,
+                                 "words": [{"index": w, "verdict": self.words[w].verdict} for w in done]},
+                     self._ms())

@@ -1,0 +1,55 @@
+"""StreamingAnalyzer on real recordings fed in 100 ms chunks (skips without the bundled model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from iqrah.audio import SAMPLE_RATE, AudioError
+
+
+@pytest.fixture(scope="module")
+def model():
+    from iqrah.acoustic.onnx_model import OnnxAcousticModel, bundled_model_path
+
+    if not bundled_model_path().is_file():
+        pytest.skip("the bundled acoustic model is not in this checkout")
+    return OnnxAcousticModel()
+
+
+def stream(model, audio, spec, chunk=1600):
+    from iqrah.stream import StreamingAnalyzer
+
+    analyzer = StreamingAnalyzer(spec, model=model)
+    live = []
+    for i in range(0, audio.size, chunk):
+        live += analyzer.feed(audio[i:i + chunk])
+    return analyzer, live, analyzer.finish()
+
+
+def test_words_arrive_while_reciting_and_final_equals_analyze(model, recitations):
+    from iqrah.analyze import analyze
+    from iqrah.audio import decode_audio
+
+    audio = decode_audio(recitations / "dev" / "offline-tarteel-test-corpus-002255.opus")[: 20 * SAMPLE_RATE]
+    audio = np.concatenate((audio, np.zeros(SAMPLE_RATE, np.float32)))
+    analyzer, live, final = stream(model, audio, "2:255")
+    words = [e for e in live if e.type == "word" and e.data["revision"] == 0]
+    assert len(words) >= 8, "words must be confirmed during the stream, not only at the end"
+    assert [e.data["index"] for e in words] == sorted(e.data["index"] for e in words)
+    for event in words:  # each word is sent soon after it is said
+        assert event.audio_ms / 1000 - event.data["end"] < 3.0
+    partials = [e.audio_ms for e in live if e.type == "partial"]
+    assert max(np.diff(partials)) <= 1000
+    report = final[-1]
+    assert report.type == "final"
+    offline = analyze(analyzer.audio(), "2:255", analyzer.settings, model)
+    assert report.data == offline.model_dump(mode="json") | {"timings_ms": report.data["timings_ms"]}
+
+
+def test_nan_audio_is_refused(model):
+    from iqrah.stream import StreamingAnalyzer
+
+    analyzer = StreamingAnalyzer("1:2", model=model)
+    with pytest.raises(AudioError, match="NaN"):
+        analyzer.feed(np.array([0.0, np.nan], np.float32))
