@@ -12,9 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## serve: set up and start iqrah (for now: checks that every part loads; the server comes next)
+## serve: set up and start the server on http://127.0.0.1:8000 (HOST=0.0.0.0 PORT=... to change)
+HOST ?= 127.0.0.1
+PORT ?= 8000
 serve: $(STAMP)
 	$(BIN)/iqrah info
+	$(BIN)/iqrah serve --host $(HOST) --port $(PORT)
 
 ## test: set up and run the whole test suite
 test: $(STAMP)

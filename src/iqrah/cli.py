@@ -295,6 +295,44 @@ def eval_mutations(
         console.print(f"wrote {json_out}")
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes (share sessions through Redis).")] = 1,
+    model: Annotated[Optional[str], typer.Option(help="Acoustic model: iqrah-small or a .onnx path.")] = None,
+    max_connections: Annotated[int, typer.Option(help="Connections per process; the next gets close 1013.")] = 100,
+):
+    """Start the streaming server: /ws/stream, POST /api/analyze, /health, /metrics.
+
+    Set IQRAH_REDIS_URL (e.g. redis://localhost:6379/0) to share sessions between servers.
+    """
+    import os
+
+    import uvicorn
+
+    os.environ["IQRAH_MAX_CONNECTIONS"] = str(max_connections)
+    if model:
+        os.environ["IQRAH_MODEL"] = model
+    if workers > 1:
+        uvicorn.run("iqrah.server.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    ws="websockets", timeout_graceful_shutdown=10)
+        return
+    from .server.app import create_app
+
+    application = create_app()
+
+    class DrainingServer(uvicorn.Server):
+        """On SIGTERM/SIGINT, first let every stream save itself and tell its client to resume."""
+
+        def handle_exit(self, sig, frame):
+            application.state.iqrah.draining.set()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(application, host=host, port=port, ws="websockets", timeout_graceful_shutdown=10)
+    DrainingServer(config).run()
+
+
 TRAIN_STEPS = {"prep": "prep", "fit": "loop", "export": "export", "evaluate": "evaluate"}
 
 

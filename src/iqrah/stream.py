@@ -14,6 +14,8 @@ word whose verdict or boundaries that changes.
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -79,6 +81,9 @@ class StreamingAnalyzer:
         self._chunks: list[np.ndarray] = []
         self._samples = 0
         self._vad = VadStream()
+        self._vad_offset = 0  # stream position where this VAD started (after a restore)
+        #: milliseconds spent per stage in the last feed() or finish(), for metrics
+        self.stage_ms: dict[str, float] = {}
         self._speech_from: int | None = None
         self._last_step = 0
         self.words: dict[int, WordState] = {}
@@ -91,6 +96,7 @@ class StreamingAnalyzer:
         if self.finished:
             raise RuntimeError("the stream is finished")
         pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
+        self.stage_ms = {}
         if pcm.size == 0:
             return []
         if not np.all(np.isfinite(pcm)):
@@ -100,10 +106,11 @@ class StreamingAnalyzer:
                              "min limit of a session")
         self._chunks.append(pcm)
         self._samples += pcm.size
-        for segment in self._vad.feed(pcm):
-            self._note_speech(segment.start)
-        if self._vad.speaking and self._speech_from is None:
-            self._note_speech(max(0, self._vad.position - SAMPLE_RATE // 4))
+        with self._stage("vad"):
+            for segment in self._vad.feed(pcm):
+                self._note_speech(self._vad_offset + segment.start)
+            if self._vad.speaking and self._speech_from is None:
+                self._note_speech(max(0, self._vad_offset + self._vad.position - SAMPLE_RATE // 4))
         if self._samples - self._last_step < self.step_s * SAMPLE_RATE:
             return []
         self._last_step = self._samples
@@ -115,6 +122,7 @@ class StreamingAnalyzer:
         self.finished = True
         audio = self.audio()
         report = analyze(audio, str(self.spec), self.settings, self.model)
+        self.stage_ms = dict(report.timings_ms)
         events = []
         for word in report.words:
             sent = self.words.get(word.index)
@@ -134,12 +142,36 @@ class StreamingAnalyzer:
         events.append(Event("final", report.model_dump(mode="json"), self._ms()))
         return events
 
+    def snapshot(self) -> dict:
+        """What a reconnecting client needs restored (the audio is stored beside it)."""
+        return {"spec": str(self.spec), "samples": self._samples, "speech_from": self._speech_from,
+                "next_word": self.next_word,
+                "words": {str(w): {"index": s.index, "start": s.start, "end": s.end, "verdict": s.verdict,
+                                   "revision": s.revision, "violations": s.violations}
+                          for w, s in self.words.items()}}
+
+    def restore(self, snapshot: dict, audio: np.ndarray) -> None:
+        """Continue a stream from a snapshot and the audio received before it."""
+        self._chunks = [np.asarray(audio, dtype=np.float32)]
+        self._samples = self._last_step = self._vad_offset = int(audio.size)
+        self._speech_from = snapshot.get("speech_from")
+        self.next_word = int(snapshot.get("next_word", 0))
+        self.words = {int(w): WordState(**state) for w, state in snapshot.get("words", {}).items()}
+
     def audio(self) -> np.ndarray:
         if len(self._chunks) > 1:
             self._chunks = [np.concatenate(self._chunks)]
         return self._chunks[0] if self._chunks else np.zeros(0, np.float32)
 
     # ---- work --------------------------------------------------------------------------
+    @contextmanager
+    def _stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_ms[name] = self.stage_ms.get(name, 0.0) + (time.perf_counter() - start) * 1000
+
     def _note_speech(self, sample: int) -> None:
         if self._speech_from is None or sample < self._speech_from:
             self._speech_from = sample
@@ -161,10 +193,12 @@ class StreamingAnalyzer:
         window = audio[int(start_s * SAMPLE_RATE):]
         if window.size < 0.3 * SAMPLE_RATE:
             return []
-        log_probs = self.model.log_probs(window)
+        with self._stage("acoustic"):
+            log_probs = self.model.log_probs(window)
         try:
-            aligned = align_reference(log_probs, self.reference, self.model.vocab, self.model.frame_seconds,
-                                      offset_s=start_s, audio=window, first_word=first_word, partial=True)
+            with self._stage("align"):
+                aligned = align_reference(log_probs, self.reference, self.model.vocab, self.model.frame_seconds,
+                                          offset_s=start_s, audio=window, first_word=first_word, partial=True)
         except AlignmentError:
             return []
         heard = Heard.from_log_probs(log_probs, self.model.vocab)
@@ -183,7 +217,8 @@ class StreamingAnalyzer:
                     sent.start, sent.end, sent.revision = timing.start, timing.end, sent.revision + 1
                     events.append(self._word_event(sent))
                 continue
-            state, violations = self._judge(w, timing, aligned, audio, heard, heard_times)
+            with self._stage("assess"):
+                state, violations = self._judge(w, timing, aligned, audio, heard, heard_times)
             self.words[w] = state
             self.next_word = w + 1
             events.append(self._word_event(state))

@@ -1,0 +1,1 @@
+"""The network adapter: FastAPI + WebSockets around the sans-I/O core."""

@@ -1,0 +1,167 @@
+"""The FastAPI application: ``/ws/stream``, ``POST /api/analyze``, ``/health``, ``/metrics``.
+
+A thin adapter: the work is done by ``iqrah.analyze`` and ``iqrah.stream``; this module holds
+the shared state of one server process (model, thread pool, session store, metrics, limits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+
+from fastapi import FastAPI, File, Form, UploadFile, WebSocket
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from ..analyze import AnalyzeSettings, analyze
+from ..audio import AudioError
+from ..quran import UnknownAyahError
+from .metrics import Metrics
+from .sessions import SessionStore, make_store
+from .ws import StreamSession
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Limits and choices of one server process; defaults come from IQRAH_* environment variables
+    so that ``uvicorn --workers N`` processes share them."""
+
+    model: str | None = field(default_factory=lambda: os.environ.get("IQRAH_MODEL") or None)
+    max_connections: int = field(default_factory=lambda: _env_int("IQRAH_MAX_CONNECTIONS", 100))
+    max_session_bytes: int = 50 * 2**20
+    max_upload_bytes: int = 25 * 2**20
+    ping_interval_s: float = 10.0
+    inference_threads: int = 2
+    redis_url: str | None = field(default_factory=lambda: os.environ.get("IQRAH_REDIS_URL") or None)
+
+
+class ServerState:
+    def __init__(self, config: ServerConfig, model=None, store: SessionStore | None = None):
+        self.config = config
+        self.metrics = Metrics()
+        self.model = model
+        self.model_error: str | None = None
+        self.store = store or make_store(config.redis_url)
+        self.analyze_settings = AnalyzeSettings()
+        self.pool = ThreadPoolExecutor(max_workers=config.inference_threads, thread_name_prefix="iqrah-infer")
+        self.draining = asyncio.Event()
+        self._active = 0
+        self._lock = threading.Lock()
+
+    def load_model(self) -> None:
+        if self.model is not None:
+            return
+        from ..acoustic.registry import load_model
+
+        try:
+            self.model = load_model(self.config.model)
+        except (FileNotFoundError, ValueError) as exc:
+            self.model_error = str(exc)
+
+    async def run(self, fn, *args):
+        """Run blocking work (model, alignment) in the inference pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, partial(fn, *args))
+
+    def admit(self) -> bool:
+        with self._lock:
+            if self.draining.is_set() or self._active >= self.config.max_connections:
+                return False
+            self._active += 1
+        self.metrics.connections.set(self._active)
+        try:
+            self.store.connection_opened()
+        except Exception:
+            pass  # counting across servers is best effort; serving goes on
+        return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._active = max(0, self._active - 1)
+        self.metrics.connections.set(self._active)
+        try:
+            self.store.connection_closed()
+        except Exception:
+            pass
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+
+def create_app(config: ServerConfig | None = None, *, model=None, store: SessionStore | None = None) -> FastAPI:
+    config = config or ServerConfig()
+    state = ServerState(config, model=model, store=store)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state.draining = asyncio.Event()  # bound to the serving loop
+        await asyncio.to_thread(state.load_model)
+        yield
+        state.draining.set()
+        state.pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="iqrah", version="1.0", lifespan=lifespan)
+    app.state.iqrah = state
+
+    @app.get("/health")
+    async def health():
+        problems = []
+        if state.model is None:
+            problems.append(f"model not loaded: {state.model_error or 'loading'}")
+        if config.redis_url:
+            try:
+                await asyncio.to_thread(state.store.ping)
+            except Exception as exc:
+                problems.append(f"redis unreachable: {exc}")
+        if state.draining.is_set():
+            problems.append("shutting down")
+        if problems:
+            return JSONResponse({"status": "unavailable", "reasons": problems}, status_code=503)
+        return {"status": "ok", "connections": state.active,
+                "model": getattr(state.model, "card", {}).get("name", type(state.model).__name__)}
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/api/analyze")
+    async def api_analyze(file: UploadFile = File(...), ayah: str = Form(...)):
+        def refuse(status, code, message):
+            state.metrics.analyses.labels(code).inc()
+            return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+        if state.model is None:
+            return refuse(503, "model_unavailable", state.model_error or "the model is loading")
+        data = await file.read(config.max_upload_bytes + 1)
+        if len(data) > config.max_upload_bytes:
+            return refuse(413, "file_too_large", f"uploads are limited to {config.max_upload_bytes // 2**20} MB")
+        try:
+            report = await state.run(analyze, data, ayah, state.analyze_settings, state.model)
+        except UnknownAyahError as exc:
+            return refuse(422, "unknown_ayah", str(exc))
+        except AudioError as exc:
+            return refuse(422, "bad_audio", str(exc))
+        state.metrics.analyses.labels("ok").inc()
+        state.metrics.observe_stages(report.timings_ms)
+        return JSONResponse(report.model_dump(mode="json"))
+
+    @app.websocket("/ws/stream")
+    async def ws_stream(websocket: WebSocket):
+        if state.model is None:
+            await websocket.accept()
+            await websocket.send_json({"type": "error", "data": {"code": "model_unavailable",
+                                       "message": state.model_error or "the model is loading"}})
+            await websocket.close(1013, reason="model unavailable")
+            return
+        await StreamSession(websocket, state).run()
+
+    return app

@@ -1,0 +1,34 @@
+"""Prometheus metrics of one server (own registry, so several apps can live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+STAGES = ("decode", "vad", "acoustic", "align", "assess", "report", "send")
+BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.stage = Histogram("iqrah_stage_seconds", "Time spent per pipeline stage", ["stage"],
+                               buckets=BUCKETS_S, registry=self.registry)
+        self.chunk_latency = Histogram("iqrah_chunk_latency_seconds",
+                                       "From an audio chunk's arrival to the events it produced being sent",
+                                       buckets=BUCKETS_S, registry=self.registry)
+        self.connections = Gauge("iqrah_active_connections", "Open /ws/stream connections on this server",
+                                 registry=self.registry)
+        self.messages = Counter("iqrah_messages_total", "Messages by direction and type", ["direction", "type"],
+                                registry=self.registry)
+        self.errors = Counter("iqrah_errors_total", "Error messages sent, by code", ["code"],
+                              registry=self.registry)
+        self.analyses = Counter("iqrah_http_analyses_total", "POST /api/analyze requests by outcome",
+                                ["outcome"], registry=self.registry)
+
+    def observe_stages(self, stage_ms: dict[str, float]) -> None:
+        for name, ms in stage_ms.items():
+            if name in STAGES:
+                self.stage.labels(name).observe(ms / 1000)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

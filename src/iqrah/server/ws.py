@@ -1,0 +1,240 @@
+"""One ``/ws/stream`` connection: protocol 1.0 around a StreamingAnalyzer.
+
+The analyzer's work (model, alignment) runs in the server's thread pool, so the event loop keeps
+serving every other connection while one session computes. Messages of one session are handled
+in order. Errors a client can fix are reported and the connection stays open; only those that
+leave nothing to go on (an unsupported protocol, a session over its limits) close it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+import soxr
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from ..audio import SAMPLE_RATE, AudioError
+from ..quran import UnknownAyahError, parse_spec
+from ..stream import Event, StreamingAnalyzer
+from . import protocol as p
+from .sessions import from_pcm16, to_pcm16
+
+if TYPE_CHECKING:
+    from .app import ServerState
+
+log = logging.getLogger("iqrah.server")
+
+CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN, CLOSE_RESTART = 1000, 1001, 1008, 1013, 1012
+
+
+class StreamSession:
+    def __init__(self, ws: WebSocket, server: "ServerState"):
+        self.ws, self.server = ws, server
+        self.analyzer: StreamingAnalyzer | None = None
+        self.start: p.Start | None = None
+        self.session_id: str | None = None
+        self.resampler: soxr.ResampleStream | None = None
+        self.unsaved = bytearray()  # PCM16 received since the session was last stored
+        self.missed_pongs = 0
+        self.closed = False
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    async def run(self) -> None:
+        await self.ws.accept()
+        if not self.server.admit():
+            await self.ws.close(CLOSE_TRY_AGAIN, reason=f"server busy: {self.server.config.max_connections} "
+                                "connections; try again shortly")
+            self.server.metrics.errors.labels(p.SERVER_BUSY).inc()
+            return
+        pinger = asyncio.create_task(self._ping_loop())
+        drain = asyncio.create_task(self.server.draining.wait())
+        try:
+            while not self.closed:
+                receive = asyncio.create_task(self.ws.receive())
+                done, _ = await asyncio.wait({receive, drain}, return_when=asyncio.FIRST_COMPLETED)
+                if drain in done:
+                    receive.cancel()
+                    await self._shutdown()
+                    break
+                msg = receive.result()
+                if msg["type"] == "websocket.disconnect":
+                    break
+                arrived = time.perf_counter()
+                try:
+                    if msg.get("bytes") is not None:
+                        await self._on_audio(msg["bytes"], arrived)
+                    elif msg.get("text") is not None:
+                        await self._on_text(msg["text"], arrived)
+                except p.ProtocolError as exc:
+                    await self._error(exc.code, exc.message)
+                    if exc.fatal:
+                        await self._close(CLOSE_POLICY, exc.message)
+        except WebSocketDisconnect:
+            pass
+        except Exception:  # never let one session take the server down; tell the client
+            log.exception("stream session failed")
+            await self._error(p.INTERNAL, "internal error; the session was saved, reconnect to resume",
+                              resumable=True)
+            await self._close(1011, "internal error")
+        finally:
+            pinger.cancel()
+            drain.cancel()
+            await self._store()
+            self.server.release()
+
+    async def _ping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.server.config.ping_interval_s)
+            if self.missed_pongs >= 2:
+                await self._error(p.TIMEOUT, "no pong to two pings: closing; reconnect to resume", resumable=True)
+                await self._close(CLOSE_GOING_AWAY, "ping timeout")
+                return
+            self.missed_pongs += 1
+            await self._send("ping", {})
+
+    async def _shutdown(self) -> None:
+        """The server is stopping: keep the session resumable and tell the client."""
+        await self._store()
+        await self._error(p.SHUTTING_DOWN, "the server is restarting; reconnect with your session_id to resume",
+                          resumable=self.session_id is not None, session_id=self.session_id)
+        await self._close(CLOSE_RESTART, "server restarting")
+
+    # ---- messages -----------------------------------------------------------------------
+    async def _on_text(self, raw: str, arrived: float) -> None:
+        kind, data = p.parse_text(raw)
+        self.server.metrics.messages.labels("in", kind).inc()
+        if kind == "pong":
+            self.missed_pongs = 0
+        elif kind == "start":
+            await self._on_start(data)
+        elif kind == "audio":
+            await self._on_audio(p.decode_audio_message(data), arrived)
+        elif kind == "stop":
+            await self._on_stop()
+
+    async def _on_start(self, data: dict) -> None:
+        if self.analyzer is not None:
+            raise p.ProtocolError(p.ALREADY_STARTED, "this connection has started already; send stop first")
+        start = p.parse_start(data)
+        try:
+            parse_spec(start.spec)
+        except UnknownAyahError as exc:
+            raise p.ProtocolError(p.UNKNOWN_AYAH, str(exc)) from None
+        stored = None
+        if start.session_id is not None:
+            stored = await asyncio.to_thread(self.server.store.load, start.session_id)
+            if stored is None:
+                raise p.ProtocolError(p.SESSION_NOT_FOUND, f"no session {start.session_id!r} to resume "
+                                      "(it ended or expired): send start without session_id")
+            if stored[0].get("spec") != start.spec:
+                raise p.ProtocolError(p.SESSION_NOT_FOUND, f"session {start.session_id!r} recites "
+                                      f"{stored[0].get('spec')}, not {start.spec}")
+        analyzer = await asyncio.to_thread(StreamingAnalyzer, start.spec, self.server.analyze_settings,
+                                           self.server.model)
+        ready = {"protocol": p.PROTOCOL_VERSION,
+                 "words": [{"index": w.index, "ayah": w.ayah, "number": w.number, "text": w.text}
+                           for w in analyzer.reference.words]}
+        if stored is not None:
+            meta, audio = stored
+            analyzer.restore(meta["analyzer"], from_pcm16(audio))
+            self.session_id = start.session_id
+            ready["resumed_from"] = {"audio_ms": int(len(audio) // 2 * 1000 / SAMPLE_RATE),
+                                     "next_word": analyzer.next_word,
+                                     "words": [analyzer.words[w].__dict__ | {"index": w} for w in sorted(analyzer.words)]}
+        else:
+            self.session_id = uuid.uuid4().hex
+        self.analyzer, self.start = analyzer, start
+        if start.sample_rate != SAMPLE_RATE:
+            self.resampler = soxr.ResampleStream(start.sample_rate, SAMPLE_RATE, 1, dtype="float32")
+        ready["session_id"] = self.session_id
+        await self._store()
+        await self._send("ready", ready)
+
+    async def _on_audio(self, payload: bytes, arrived: float) -> None:
+        if self.analyzer is None:
+            raise p.ProtocolError(p.NOT_STARTED, "send start before audio")
+        self.server.metrics.messages.labels("in", "audio").inc()
+        t0 = time.perf_counter()
+        samples = p.decode_pcm(payload, self.start.encoding)
+        if self.resampler is not None:
+            samples = self.resampler.resample_chunk(samples)
+        decode_ms = (time.perf_counter() - t0) * 1000
+        limit = self.server.config.max_session_bytes // 4
+        if self.analyzer._samples + samples.size > limit:
+            await self._error(p.SESSION_TOO_LARGE, f"the session holds more than "
+                              f"{self.server.config.max_session_bytes // 2**20} MB of audio: send stop")
+            await self._close(CLOSE_POLICY, "session too large")
+            return
+        try:
+            events = await self.server.run(self.analyzer.feed, samples)
+        except AudioError as exc:
+            raise p.ProtocolError(p.SESSION_TOO_LARGE if "limit" in str(exc) else p.BAD_AUDIO, str(exc),
+                                  fatal="limit" in str(exc)) from None
+        self.unsaved.extend(to_pcm16(samples))
+        self.server.metrics.observe_stages({"decode": decode_ms, **self.analyzer.stage_ms})
+        if any(e.type == "word" for e in events):
+            await self._store()
+        await self._send_events(events, arrived)
+
+    async def _on_stop(self) -> None:
+        if self.analyzer is None:
+            raise p.ProtocolError(p.NOT_STARTED, "nothing to stop: send start first")
+        arrived = time.perf_counter()
+        try:
+            events = await self.server.run(self.analyzer.finish)
+        except AudioError as exc:  # e.g. nothing but silence: say so, keep the connection
+            await self._error(p.BAD_AUDIO, str(exc))
+            events = []
+        self.server.metrics.observe_stages(self.analyzer.stage_ms)
+        await self._send_events(events, arrived)
+        if self.session_id:
+            await asyncio.to_thread(self.server.store.delete, self.session_id)
+        self.analyzer, self.start, self.session_id, self.resampler = None, None, None, None
+        self.unsaved.clear()
+
+    # ---- output -------------------------------------------------------------------------
+    async def _send_events(self, events: list[Event], arrived: float) -> None:
+        if not events:
+            return
+        t0 = time.perf_counter()
+        for event in events:
+            await self._send(event.type, {**event.data, "audio_ms": event.audio_ms})
+        sent = time.perf_counter()
+        self.server.metrics.stage.labels("send").observe(sent - t0)
+        self.server.metrics.chunk_latency.observe(sent - arrived)
+
+    async def _send(self, kind: str, data: dict) -> None:
+        if self.closed or self.ws.application_state != WebSocketState.CONNECTED:
+            return
+        try:
+            await self.ws.send_text(p.message(kind, data))
+            self.server.metrics.messages.labels("out", kind).inc()
+        except (WebSocketDisconnect, RuntimeError):
+            self.closed = True
+
+    async def _error(self, code: str, message: str, **extra) -> None:
+        self.server.metrics.errors.labels(code).inc()
+        await self._send("error", {"code": code, "message": message, **extra})
+
+    async def _close(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                await self.ws.close(code, reason=reason[:120])
+            except RuntimeError:
+                pass
+
+    async def _store(self) -> None:
+        if self.analyzer is None or self.session_id is None:
+            return
+        meta = {"spec": self.start.spec, "analyzer": self.analyzer.snapshot(), "updated": time.time()}
+        audio, self.unsaved = bytes(self.unsaved), bytearray()
+        try:
+            await asyncio.to_thread(self.server.store.save, self.session_id, meta, audio)
+        except Exception:  # the store is down: the stream goes on, only resuming is lost
+            log.exception("could not store session %s", self.session_id)
+            self.unsaved[:0] = audio
