@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("iqrah.server")
 
+STORE_EVERY_BYTES = 2 * SAMPLE_RATE  # store the session at least every second of audio (PCM16)
 CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN, CLOSE_RESTART = 1000, 1001, 1008, 1013, 1012
 
 
@@ -83,8 +84,8 @@ class StreamSession:
         finally:
             pinger.cancel()
             drain.cancel()
-            await self._store()
             self.server.release()
+            await asyncio.shield(self._store())  # even when the connection task is cancelled
 
     async def _ping_loop(self) -> None:
         while True:
@@ -112,14 +113,16 @@ class StreamSession:
         elif kind == "start":
             await self._on_start(data)
         elif kind == "audio":
+            if self.analyzer is None:
+                raise p.ProtocolError(p.NOT_STARTED, "send start before audio")
             await self._on_audio(p.decode_audio_message(data), arrived)
         elif kind == "stop":
             await self._on_stop()
 
     async def _on_start(self, data: dict) -> None:
+        start = p.parse_start(data)
         if self.analyzer is not None:
             raise p.ProtocolError(p.ALREADY_STARTED, "this connection has started already; send stop first")
-        start = p.parse_start(data)
         try:
             parse_spec(start.spec)
         except UnknownAyahError as exc:
@@ -176,7 +179,7 @@ class StreamSession:
                                   fatal="limit" in str(exc)) from None
         self.unsaved.extend(to_pcm16(samples))
         self.server.metrics.observe_stages({"decode": decode_ms, **self.analyzer.stage_ms})
-        if any(e.type == "word" for e in events):
+        if any(e.type == "word" for e in events) or len(self.unsaved) >= STORE_EVERY_BYTES:
             await self._store()
         await self._send_events(events, arrived)
 

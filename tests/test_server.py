@@ -1,0 +1,252 @@
+"""The server through its real protocol: WebSocket streams, uploads, health, metrics, limits,
+resuming on another server through a real Redis, and bad input beside a healthy stream."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from iqrah.server.app import ServerConfig, create_app
+from iqrah.server.sessions import MemorySessionStore, RedisSessionStore
+
+DEV = "dev/offline-tarteel-test-corpus-001002.opus"  # Alafasy, 1:2
+
+
+@pytest.fixture(scope="module")
+def model():
+    from iqrah.acoustic.onnx_model import OnnxAcousticModel, bundled_model_path
+
+    path = os.environ.get("IQRAH_TEST_MODEL") or bundled_model_path()
+    if not os.path.isfile(path):
+        pytest.skip("the bundled acoustic model is not in this checkout")
+    return OnnxAcousticModel(path, threads=1)
+
+
+@pytest.fixture(scope="module")
+def pcm(speech) -> bytes:
+    return (np.clip(speech, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def start_msg(**data) -> str:
+    base = {"protocol": "1.0", "surah": 1, "ayah": 2, "sample_rate": 16000, "encoding": "pcm_s16le"}
+    return json.dumps({"type": "start", "data": {**base, **data}})
+
+
+def receive(ws, until: str = "final", limit: int = 500) -> list[dict]:
+    out = []
+    for _ in range(limit):
+        msg = json.loads(ws.receive_text())
+        out.append(msg)
+        if msg["type"] == until:
+            return out
+    raise AssertionError(f"no {until} message")
+
+
+def send_audio(ws, pcm: bytes, chunk: int = 3200) -> None:
+    for i in range(0, len(pcm), chunk):
+        ws.send_bytes(pcm[i:i + chunk])
+
+
+@pytest.fixture
+def client(model):
+    with TestClient(create_app(ServerConfig(max_connections=4), model=model)) as c:
+        yield c
+
+
+def test_health_and_metrics(client):
+    assert client.get("/health").json()["status"] == "ok"
+    text = client.get("/metrics").text
+    assert "iqrah_stage_seconds" in text and "iqrah_active_connections" in text
+
+
+def test_health_is_503_without_a_model(tmp_path):
+    app = create_app(ServerConfig(model=str(tmp_path / "missing.onnx")))
+    with TestClient(app) as c:
+        response = c.get("/health")
+        assert response.status_code == 503 and "model not loaded" in response.json()["reasons"][0]
+
+
+def test_a_stream_gets_words_while_sending_and_the_report_at_the_end(client, pcm):
+    with client.websocket_connect("/ws/stream") as ws:
+        ws.send_text(start_msg())
+        ready = json.loads(ws.receive_text())
+        assert ready["type"] == "ready" and len(ready["data"]["words"]) == 4
+        assert ready["data"]["session_id"]
+        send_audio(ws, pcm)
+        ws.send_text(json.dumps({"type": "stop"}))
+        messages = receive(ws)
+    types = [m["type"] for m in messages]
+    assert types.count("partial") >= 5 and types[-1] == "final"
+    assert all("audio_ms" in m["data"] for m in messages)
+    assert all(set(m) == {"type", "data", "timestamp"} for m in messages)
+    final = messages[-1]["data"]
+    assert final["spec"] == "1:2" and final["gate"]["path"] == "assessed"
+    assert len(final["words"]) == 4
+
+
+def test_upload_gives_the_same_report_as_the_stream(client, speech):
+    buffer = io.BytesIO()
+    sf.write(buffer, speech, 16000, format="WAV", subtype="PCM_16")
+    response = client.post("/api/analyze", files={"file": ("r.wav", buffer.getvalue())}, data={"ayah": "1:2"})
+    assert response.status_code == 200
+    report = response.json()
+    assert report["version"] == "1.0" and [w["number"] for w in report["words"]] == [1, 2, 3, 4]
+    bad = client.post("/api/analyze", files={"file": ("r.wav", b"nope" * 100)}, data={"ayah": "1:2"})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "bad_audio"
+    unknown = client.post("/api/analyze", files={"file": ("r.wav", buffer.getvalue())}, data={"ayah": "1:9"})
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_ayah"
+
+
+def test_other_sample_rates_and_base64_audio(client, speech):
+    import soxr
+
+    audio_44k = soxr.resample(speech, 16000, 44100).astype("<f4")
+    with client.websocket_connect("/ws/stream") as ws:
+        ws.send_text(start_msg(sample_rate=44100, encoding="f32le"))
+        assert json.loads(ws.receive_text())["type"] == "ready"
+        raw = audio_44k.tobytes()
+        for seq, i in enumerate(range(0, len(raw), 17640)):
+            ws.send_text(json.dumps({"type": "audio", "data": {"seq": seq, "data": base64.b64encode(raw[i:i + 17640]).decode()}}))
+        ws.send_text(json.dumps({"type": "stop"}))
+        final = receive(ws)[-1]["data"]
+    assert abs(final["duration_s"] - speech.size / 16000) < 0.05
+
+
+@pytest.mark.parametrize("message,code", [
+    ("{not json", "invalid_json"),
+    (json.dumps({"type": "dance", "data": {}}), "unknown_type"),
+    (json.dumps({"type": "stop"}), "not_started"),
+    (start_msg(surah=115), "unknown_ayah"),
+    (start_msg(ayah=8), "unknown_ayah"),
+    (start_msg(sample_rate=12345), "bad_audio_format"),
+    (start_msg(encoding="mp3"), "bad_audio_format"),
+    (json.dumps({"type": "audio", "data": {"data": "!!!"}}), "not_started"),
+])
+def test_bad_messages_get_a_stable_error_and_the_connection_stays(client, message, code, pcm):
+    with client.websocket_connect("/ws/stream") as ws:
+        ws.send_text(message)
+        reply = json.loads(ws.receive_text())
+        assert reply["type"] == "error" and reply["data"]["code"] == code
+        ws.send_text(start_msg())  # the connection still works
+        assert json.loads(ws.receive_text())["type"] == "ready"
+
+
+def test_bad_audio_beside_a_healthy_stream(client, pcm):
+    with client.websocket_connect("/ws/stream") as good, client.websocket_connect("/ws/stream") as bad:
+        good.send_text(start_msg())
+        assert json.loads(good.receive_text())["type"] == "ready"
+        bad.send_bytes(b"\x00" * 100)  # audio before start
+        assert json.loads(bad.receive_text())["data"]["code"] == "not_started"
+        bad.send_text(start_msg(encoding="f32le"))
+        assert json.loads(bad.receive_text())["type"] == "ready"
+        bad.send_bytes(np.array([np.nan] * 256, "<f4").tobytes())
+        assert json.loads(bad.receive_text())["data"]["code"] == "bad_audio"
+        bad.send_bytes(b"\x00" * (1 << 20 + 1))
+        assert json.loads(bad.receive_text())["data"]["code"] == "frame_too_large"
+        bad.send_text(json.dumps({"type": "start", "data": {"protocol": "2.0"}}))
+        assert json.loads(bad.receive_text())["data"]["code"] == "unsupported_protocol"
+        with pytest.raises(WebSocketDisconnect):
+            bad.receive_text()
+        send_audio(good, pcm)
+        good.send_text(json.dumps({"type": "stop"}))
+        assert receive(good)[-1]["data"]["gate"]["path"] == "assessed"
+
+
+def test_connections_over_the_limit_are_refused_with_1013(model):
+    with TestClient(create_app(ServerConfig(max_connections=1), model=model)) as c:
+        with c.websocket_connect("/ws/stream") as first:
+            first.send_text(start_msg())
+            json.loads(first.receive_text())
+            with c.websocket_connect("/ws/stream") as second:
+                with pytest.raises(WebSocketDisconnect) as refused:
+                    second.receive_text()
+                assert refused.value.code == 1013 and "busy" in refused.value.reason
+
+
+def stream_half_then_resume(app_a, app_b, pcm):
+    half = len(pcm) // 2 // 3200 * 3200
+    with TestClient(app_a) as a:
+        with a.websocket_connect("/ws/stream") as ws:
+            ws.send_text(start_msg())
+            session = json.loads(ws.receive_text())["data"]["session_id"]
+            send_audio(ws, pcm[:half])
+            ws.send_text(json.dumps({"type": "dance"}))  # a round trip: everything before is handled
+            assert receive(ws, until="error")[-1]["data"]["code"] == "unknown_type"
+    with TestClient(app_b) as b:
+        with b.websocket_connect("/ws/stream") as ws:
+            ws.send_text(start_msg(session_id=session))
+            ready = json.loads(ws.receive_text())["data"]
+            resumed_ms = ready["resumed_from"]["audio_ms"]
+            send_audio(ws, pcm[resumed_ms * 32:])
+            ws.send_text(json.dumps({"type": "stop"}))
+            final = receive(ws)[-1]["data"]
+    return ready, final
+
+
+def test_a_client_resumes_after_reconnecting(model, pcm, speech):
+    store = MemorySessionStore()
+    ready, final = stream_half_then_resume(create_app(model=model, store=store),
+                                           create_app(model=model, store=store), pcm)
+    assert ready["resumed_from"]["audio_ms"] > 1000
+    assert abs(final["duration_s"] - speech.size / 16000) < 0.05
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(folder)], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(50):
+        try:
+            RedisSessionStore(url).ping()
+            break
+        except Exception:
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(5)
+
+
+def test_resume_on_another_server_through_redis(model, pcm, speech, redis_url):
+    app_a = create_app(ServerConfig(redis_url=redis_url), model=model)
+    app_b = create_app(ServerConfig(redis_url=redis_url), model=model)
+    ready, final = stream_half_then_resume(app_a, app_b, pcm)
+    assert ready["resumed_from"]["audio_ms"] > 1000
+    assert abs(final["duration_s"] - speech.size / 16000) < 0.05
+    store = RedisSessionStore(redis_url)
+    assert int(store.client.get(store.CONNECTIONS)) == 0  # every connection was counted out
+
+
+def test_health_reports_an_unreachable_redis(model):
+    with TestClient(create_app(ServerConfig(redis_url="redis://127.0.0.1:1/0"), model=model)) as c:
+        response = c.get("/health")
+        assert response.status_code == 503 and "redis" in response.json()["reasons"][0]
+
+
+def test_draining_tells_clients_to_resume(client):
+    with client.websocket_connect("/ws/stream") as ws:
+        ws.send_text(start_msg())
+        session = json.loads(ws.receive_text())["data"]["session_id"]
+        client.portal.call(client.app.state.iqrah.draining.set)
+        reply = json.loads(ws.receive_text())
+        assert reply["data"]["code"] == "shutting_down" and reply["data"]["resumable"]
+        assert reply["data"]["session_id"] == session
