@@ -1,0 +1,175 @@
+"""Latency of live feedback: N clients replay real recitations at real-time pace over /ws/stream.
+
+    .venv/bin/python bench/stream_latency.py --clients 10 [--url ws://127.0.0.1:8000] [--json out.json]
+
+Without --url it starts `iqrah serve` on a free local port and stops it afterwards. Each client
+streams a dev recording (from the manifest) in 100 ms binary frames at real-time pace, then
+sends stop. Printed per client and overall: processing latency (arrival of an event minus the
+sending of the chunk that completed its ``audio_ms``) p50/p95/p99; word feedback delay (the
+word's end in the audio to its first ``word`` event); errors; and the mean time per stage from
+the server's /metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+CHUNK_MS = 100
+
+
+def pct(values, q):
+    return round(float(np.percentile(values, q)) * 1000, 1) if len(values) else None
+
+
+async def client(url: str, audio: np.ndarray, spec: tuple[int, int], index: int) -> dict:
+    import websockets
+
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    chunk = 16000 * 2 * CHUNK_MS // 1000
+    sends: list[tuple[int, float]] = []  # (audio_ms at the end of the chunk, send time)
+    latencies, word_delays, errors = [], [], []
+    seen_words: set[int] = set()
+    async with websockets.connect(f"{url}/ws/stream", max_size=2**24) as ws:
+        await ws.send(json.dumps({"type": "start", "data": {"protocol": "1.0", "surah": spec[0], "ayah": spec[1],
+                                                            "sample_rate": 16000, "encoding": "pcm_s16le"}}))
+        ready = json.loads(await ws.recv())
+        if ready["type"] != "ready":
+            return {"client": index, "errors": [ready["data"]]}
+        t0 = time.perf_counter()
+        done = asyncio.Event()
+
+        async def reader():
+            while True:
+                msg = json.loads(await ws.recv())
+                now = time.perf_counter()
+                kind, data = msg["type"], msg["data"]
+                if kind == "ping":
+                    await ws.send(json.dumps({"type": "pong", "data": {}}))
+                elif kind == "error":
+                    errors.append(data)
+                if "audio_ms" in data and kind in ("partial", "word", "violation"):
+                    sent = next((t for ms, t in sends if ms >= data["audio_ms"]), None)
+                    if sent is not None:
+                        latencies.append(now - sent)
+                if kind == "word" and data["index"] not in seen_words:
+                    seen_words.add(data["index"])
+                    word_delays.append(now - (t0 + data["end"]))
+                if kind == "final":
+                    done.set()
+                    return
+
+        task = asyncio.create_task(reader())
+        for k, i in enumerate(range(0, len(pcm), chunk)):
+            await asyncio.sleep(max(0.0, t0 + k * CHUNK_MS / 1000 - time.perf_counter()))
+            frame = pcm[i:i + chunk]
+            sends.append((int((i + len(frame)) / 32), time.perf_counter()))
+            await ws.send(frame)
+        await ws.send(json.dumps({"type": "stop", "data": {}}))
+        await asyncio.wait_for(done.wait(), timeout=120)
+        await task
+    return {"client": index, "latencies": latencies, "word_delays": word_delays, "errors": errors,
+            "audio_s": len(pcm) / 32000}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stage_means(url: str) -> dict:
+    text = urllib.request.urlopen(url.replace("ws://", "http://") + "/metrics", timeout=10).read().decode()
+    sums = dict(re.findall(r'iqrah_stage_seconds_sum\{stage="(\w+)"\} ([0-9.e+-]+)', text))
+    counts = dict(re.findall(r'iqrah_stage_seconds_count\{stage="(\w+)"\} ([0-9.e+-]+)', text))
+    return {s: round(float(sums[s]) / float(counts[s]) * 1000, 1) for s in sums if float(counts.get(s, 0))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    root = Path(os.environ.get("IQRAH_RECITATIONS", Path(__file__).resolve().parents[2] / "shared" / "recitations"))
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--url")
+    parser.add_argument("--manifest", type=Path, default=root / "manifest.csv")
+    parser.add_argument("--max-seconds", type=float, default=20.0, help="cut recordings to this length")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+
+    from iqrah.audio import decode_audio
+
+    with open(args.manifest, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "dev" and r["ayah"] == r["ayah_end"]
+                and r["ayah"] != "0" and 4 < float(r["duration_s"]) < 30 and not r["text"]]
+    recordings = []
+    for row in rows[: max(args.clients, 1) * 2][: args.clients]:
+        audio = decode_audio(args.manifest.parent / row["file"])[: int(args.max_seconds * 16000)]
+        recordings.append((audio, (int(row["surah"]), int(row["ayah"]))))
+    while len(recordings) < args.clients:
+        recordings.append(recordings[len(recordings) % max(len(rows), 1)])
+
+    server = None
+    url = args.url
+    if url is None:
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "iqrah.cli", "serve", "--port", str(port),
+                                   "--max-connections", str(max(100, args.clients))],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"ws://127.0.0.1:{port}"
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(url.replace("ws://", "http://") + "/health", timeout=1)
+                break
+            except Exception:
+                time.sleep(0.1)
+    try:
+        async def run_all():
+            return await asyncio.gather(*(client(url, a, s, i) for i, (a, s) in enumerate(recordings)),
+                                        return_exceptions=True)
+
+        results = asyncio.run(run_all())
+        stages = stage_means(url)
+    finally:
+        if server:
+            server.terminate()
+            server.wait(30)
+
+    failures = [r for r in results if isinstance(r, BaseException)]
+    results = [r for r in results if not isinstance(r, BaseException)]
+    print(f"{args.clients} clients, 100 ms frames at real-time pace")
+    print(f"{'client':>6} {'audio s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'word p50':>9} {'word p95':>9} {'errors':>6}")
+    for r in results:
+        print(f"{r['client']:>6} {r.get('audio_s', 0):8.1f} {pct(r.get('latencies', []), 50) or '':>8} "
+              f"{pct(r.get('latencies', []), 95) or '':>8} {pct(r.get('latencies', []), 99) or '':>8} "
+              f"{pct(r.get('word_delays', []), 50) or '':>9} {pct(r.get('word_delays', []), 95) or '':>9} "
+              f"{len(r.get('errors', [])):>6}")
+    lat = [x for r in results for x in r.get("latencies", [])]
+    words = [x for r in results for x in r.get("word_delays", [])]
+    overall = {"clients": args.clients, "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99),
+               "word_delay_p50_ms": pct(words, 50), "word_delay_p95_ms": pct(words, 95),
+               "errors": sum(len(r.get("errors", [])) for r in results), "failed_clients": len(failures),
+               "stages_mean_ms": stages}
+    print(f"overall: p50 {overall['p50_ms']} ms, p95 {overall['p95_ms']} ms, p99 {overall['p99_ms']} ms; "
+          f"word delay p50 {overall['word_delay_p50_ms']} ms, p95 {overall['word_delay_p95_ms']} ms; "
+          f"errors {overall['errors']}, failed clients {len(failures)}")
+    print("mean per stage (ms):", ", ".join(f"{k} {v}" for k, v in stages.items()))
+    for failure in failures[:3]:
+        print("client failure:", repr(failure))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"overall": overall, "clients": [
+            {k: v for k, v in r.items() if k not in ("latencies", "word_delays")} for r in results]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
