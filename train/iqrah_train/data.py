@@ -89,12 +89,14 @@ class TrainData:
         return batches
 
     def make_batch(self, idx: list[int], rng: np.random.Generator, aug: AugmentConfig | None,
-                   feats: FeatureSettings = DEFAULT_FEATURES):
+                   feats: FeatureSettings = DEFAULT_FEATURES, wave: bool = True):
+        """Padded features, their lengths, concatenated targets and target lengths. ``aug`` None:
+        no augmentation; ``wave`` False: SpecAugment only."""
         xs, ys = [], []
         for i in idx:
             u = self.utts[i]
             audio = self.audio[u.offset : u.offset + u.length].astype(np.float32) / 32768.0
-            if aug is not None:
+            if aug is not None and wave:
                 audio = augment_audio(audio, rng, aug)
             f = log_mel(audio, feats)
             if aug is not None:
@@ -114,9 +116,9 @@ class BatchStream(torch.utils.data.Dataset):
     """The batches of one epoch from ``start`` on, built in a worker process."""
 
     def __init__(self, data: TrainData, batches: list[list[int]], epoch: int, start: int, seed: int,
-                 aug: AugmentConfig | None):
+                 aug: AugmentConfig | None, wave: bool = True):
         self.data, self.batches, self.epoch, self.start = data, batches, epoch, start
-        self.seed, self.aug = seed, aug
+        self.seed, self.aug, self.wave = seed, aug, wave
 
     def __len__(self):
         return len(self.batches) - self.start
@@ -124,4 +126,4 @@ class BatchStream(torch.utils.data.Dataset):
     def __getitem__(self, k):
         b = self.start + k
         rng = np.random.default_rng([self.seed, self.epoch, b, 3])
-        return (b, *self.data.make_batch(self.batches[b], rng, self.aug))
+        return (b, *self.data.make_batch(self.batches[b], rng, self.aug, wave=self.wave))

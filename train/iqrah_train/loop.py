@@ -60,6 +60,8 @@ def main(argv=None):
     ap.add_argument("--batch-seconds", type=float, default=35.0)
     ap.add_argument("--max-seconds", type=float, default=20.0)
     ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--wave-aug-from-epoch", type=int, default=1,
+                    help="waveform augmentation from this epoch on (SpecAugment always)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--save-minutes", type=float, default=5.0)
@@ -97,6 +99,8 @@ def main(argv=None):
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         state = ck["state"]
+        if args.steps:
+            state["total_steps"] = args.steps
         print(f"resumed from {ckpt_path} at step {state['step']}", flush=True)
     total_fixed = bool(args.steps)
     budget = args.minutes * 60
@@ -130,7 +134,8 @@ def main(argv=None):
     while not done:
         epoch = state["epoch"]
         batches = data.batches(epoch, args.seed, args.batch_seconds)
-        stream = BatchStream(data, batches, epoch, state["batch"], args.seed, aug)
+        stream = BatchStream(data, batches, epoch, state["batch"], args.seed, aug,
+                             wave=epoch >= args.wave_aug_from_epoch)
         loader = torch.utils.data.DataLoader(stream, batch_size=None, shuffle=False,
                                              num_workers=args.workers, prefetch_factor=4 if args.workers else None,
                                              persistent_workers=False)
@@ -161,7 +166,7 @@ def main(argv=None):
             state["batch"] = b + 1
             state["audio_seconds"] += float(xlens.sum()) * 0.01
             state["elapsed"] = time.time() - t_start
-            run_loss += float(loss)
+            run_loss += float(loss.detach())
             run_tok += ntok
             if state["step"] % args.log_every == 0:
                 el = state["elapsed"]

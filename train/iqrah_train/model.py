@@ -26,7 +26,8 @@ class ModelConfig:
     ff_mult: int = 4
     conv_kernel: int = 15
     sub_channels: int = 64
-    dropout: float = 0.1
+    dropout: float = 0.0
+    conv_norm: str = "batch"  # "layer" or "batch": the norm after the depthwise convolution
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,7 +64,7 @@ class FeedForward(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x):
-        return self.drop(self.l2(self.drop(F.silu(self.l1(self.norm(x))))))
+        return self.drop(self.l2(F.silu(self.l1(self.norm(x)))))
 
 
 class SelfAttention(nn.Module):
@@ -79,12 +80,8 @@ class SelfAttention(nn.Module):
         b, t, d = x.shape
         h = self.heads
         q, k, v = self.qkv(self.norm(x)).reshape(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
-        att = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(d // h))
-        if bias is not None:
-            att = att + bias
-        att = self.drop(torch.softmax(att, dim=-1))
-        y = torch.matmul(att, v).transpose(1, 2).reshape(b, t, d)
-        return self.drop(self.out(y))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return self.drop(self.out(y.transpose(1, 2).reshape(b, t, d)))
 
 
 class ConvModule(nn.Module):
@@ -93,7 +90,8 @@ class ConvModule(nn.Module):
         self.norm = nn.LayerNorm(cfg.d)
         self.pw1 = nn.Conv1d(cfg.d, 2 * cfg.d, 1)
         self.dw = nn.Conv1d(cfg.d, cfg.d, cfg.conv_kernel, padding=cfg.conv_kernel // 2, groups=cfg.d)
-        self.norm2 = nn.LayerNorm(cfg.d)
+        self.batch_norm = cfg.conv_norm == "batch"
+        self.norm2 = nn.BatchNorm1d(cfg.d) if self.batch_norm else nn.LayerNorm(cfg.d)
         self.pw2 = nn.Conv1d(cfg.d, cfg.d, 1)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -104,8 +102,11 @@ class ConvModule(nn.Module):
         y = F.glu(self.pw1(y.transpose(1, 2)), dim=1)
         if keep is not None:
             y = y * keep.transpose(1, 2)
-        y = self.dw(y).transpose(1, 2)
-        y = F.silu(self.norm2(y)).transpose(1, 2)
+        y = self.dw(y)
+        if self.batch_norm:
+            y = F.silu(self.norm2(y))
+        else:
+            y = F.silu(self.norm2(y.transpose(1, 2))).transpose(1, 2)
         return self.drop(self.pw2(y).transpose(1, 2))
 
 
@@ -134,23 +135,19 @@ class Conformer(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.blocks))
         self.head = nn.Linear(cfg.d, cfg.vocab)
-        pe = self._positions(4000, cfg.d)
-        self.register_buffer("pe", pe, persistent=False)
+        half = torch.arange(0, cfg.d, 2, dtype=torch.float32) * (-math.log(10000.0) / cfg.d)
+        self.register_buffer("inv_freq", torch.exp(half), persistent=False)
 
-    @staticmethod
-    def _positions(n: int, d: int) -> torch.Tensor:
-        pos = torch.arange(n, dtype=torch.float32)[:, None]
-        div = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
-        pe = torch.zeros(n, d)
-        pe[:, 0::2] = torch.sin(pos * div)
-        pe[:, 1::2] = torch.cos(pos * div)
-        return pe
+    def positions(self, t: int) -> torch.Tensor:
+        """(t, d) sinusoidal positions, sin and cos interleaved, computed for any length."""
+        ang = torch.arange(t, dtype=torch.float32)[:, None] * self.inv_freq[None, :]
+        return torch.stack([torch.sin(ang), torch.cos(ang)], dim=-1).reshape(t, self.cfg.d)
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """feats (B, T, n_mels) -> log-probs (B, T', vocab); ``lengths`` in feature frames."""
         x = self.sub(feats)
         t = x.shape[1]
-        x = self.drop(x * math.sqrt(self.cfg.d) ** 0 + self.pe[:t])
+        x = self.drop(x * math.sqrt(self.cfg.d) + self.positions(t))  # scaled as in ESPnet
         bias = keep = None
         if lengths is not None:
             olen = out_frames(lengths)

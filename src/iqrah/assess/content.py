@@ -104,7 +104,7 @@ def check_content(heard: Heard, reference: Reference, vocab: Vocabulary) -> Cont
             inserted.append((int(ref_word[r1 - 1]), h0 + (r1 - r0), h1))
 
     words = []
-    for w, word in enumerate(reference.words):
+    for w in range(n_words):
         own = expected_of(ref_word, expected, w)
         words.append(WordContent(w, own, "".join(heard.phonemes[i] for i in heard_by_word[w]),
                                  int(kept[w]), int(changed[w]), int(dropped[w])))

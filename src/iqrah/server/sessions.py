@@ -45,7 +45,7 @@ class SessionStore(ABC):
     @abstractmethod
     def connection_closed(self) -> int: ...
 
-    def ping(self) -> None:
+    def ping(self) -> None:  # noqa: B027 - a store in this process is always reachable
         """Raise if the store cannot be reached."""
 
 
