@@ -44,3 +44,10 @@ def speech(recitations) -> np.ndarray:
     from iqrah.audio import decode_audio
 
     return decode_audio(recitations / "dev" / "offline-tarteel-test-corpus-001002.opus")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name the folder of browser screenshots in the log, so CI readers can find them."""
+    folder = ROOT / "test-artifacts" / "browser"
+    if folder.is_dir() and any(folder.iterdir()):
+        terminalreporter.write_line(f"browser screenshots saved in {folder}")

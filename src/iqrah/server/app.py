@@ -11,16 +11,24 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
+
+from importlib import resources
 
 from fastapi import FastAPI, File, Form, UploadFile, WebSocket
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import ValidationError
 
 from ..analyze import AnalyzeSettings, analyze
 from ..audio import AudioError
-from ..quran import UnknownAyahError
+from ..config import RecitationSettings
+from ..quran import UnknownAyahError, build_reference
+from ..quran.names import SURAH_NAMES_EN
+from ..quran.text import SURAH_COUNT, ayah_count, surah_name_ar
 from .metrics import Metrics
 from .sessions import SessionStore, make_store
 from .ws import StreamSession
@@ -97,6 +105,18 @@ class ServerState:
         return self._active
 
 
+def recitation_settings(madd_monfasel: int = 4, madd_mottasel: int = 4, madd_aared: int = 4) -> RecitationSettings:
+    """Validated settings from a client; ValueError names the bad value."""
+    settings = RecitationSettings(madd_monfasel=madd_monfasel, madd_mottasel=madd_mottasel,
+                                  madd_mottasel_waqf=madd_mottasel, madd_aared=madd_aared)
+    try:
+        settings.to_moshaf()
+    except ValidationError as exc:
+        raise ValueError("invalid recitation settings: " + "; ".join(
+            f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from None
+    return settings
+
+
 def create_app(config: ServerConfig | None = None, *, model=None, store: SessionStore | None = None) -> FastAPI:
     config = config or ServerConfig()
     state = ServerState(config, model=model, store=store)
@@ -133,8 +153,32 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
     async def metrics():
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    static = Path(str(resources.files("iqrah.server") / "static"))
+    app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(static / "index.html")
+
+    @app.get("/api/surahs")
+    async def surahs():
+        return [{"number": n, "name_ar": surah_name_ar(n), "name_en": SURAH_NAMES_EN[n - 1],
+                 "ayahs": ayah_count(n)} for n in range(1, SURAH_COUNT + 1)]
+
+    @app.get("/api/reference/{spec}")
+    async def reference(spec: str, madd_monfasel: int = 4, madd_mottasel: int = 4, madd_aared: int = 4):
+        try:
+            settings = recitation_settings(madd_monfasel, madd_mottasel, madd_aared)
+            ref = await asyncio.to_thread(build_reference, spec, settings)
+        except UnknownAyahError as exc:
+            return JSONResponse({"error": {"code": "unknown_ayah", "message": str(exc)}}, status_code=422)
+        except ValueError as exc:
+            return JSONResponse({"error": {"code": "bad_settings", "message": str(exc)}}, status_code=422)
+        return JSONResponse(ref.to_dict())
+
     @app.post("/api/analyze")
-    async def api_analyze(file: UploadFile = File(...), ayah: str = Form(...)):
+    async def api_analyze(file: UploadFile = File(...), ayah: str = Form(...), madd_monfasel: int = Form(4),
+                          madd_mottasel: int = Form(4), madd_aared: int = Form(4)):
         def refuse(status, code, message):
             state.metrics.analyses.labels(code).inc()
             return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
@@ -145,7 +189,12 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
         if len(data) > config.max_upload_bytes:
             return refuse(413, "file_too_large", f"uploads are limited to {config.max_upload_bytes // 2**20} MB")
         try:
-            report = await state.run(analyze, data, ayah, state.analyze_settings, state.model)
+            settings = replace(state.analyze_settings,
+                               recitation=recitation_settings(madd_monfasel, madd_mottasel, madd_aared))
+        except ValueError as exc:
+            return refuse(422, "bad_settings", str(exc))
+        try:
+            report = await state.run(analyze, data, ayah, settings, state.model)
         except UnknownAyahError as exc:
             return refuse(422, "unknown_ayah", str(exc))
         except AudioError as exc:

@@ -36,6 +36,9 @@ SERVER_BUSY = "server_busy"
 SHUTTING_DOWN = "shutting_down"
 TIMEOUT = "timeout"
 INTERNAL = "internal_error"
+BAD_SETTINGS = "bad_settings"
+
+SETTINGS = {"madd_monfasel", "madd_mottasel", "madd_aared"}
 
 
 class ProtocolError(Exception):
@@ -53,6 +56,7 @@ class Start:
     encoding: str
     session_id: str | None
     words: str | None = None  # optional word span "3-7" inside one ayah
+    settings: dict | None = None  # madd lengths: madd_monfasel, madd_mottasel, madd_aared
 
     @property
     def spec(self) -> str:
@@ -108,7 +112,12 @@ def parse_start(data: dict) -> Start:
     if session_id is not None and (not isinstance(session_id, str) or not 0 < len(session_id) <= 64):
         raise ProtocolError(SESSION_NOT_FOUND, "session_id must be the string a ready message gave")
     words = data.get("words")
-    return Start(surah, ayah, ayah_end, int(rate), encoding, session_id, str(words) if words else None)
+    settings = data.get("settings")
+    if settings is not None and (not isinstance(settings, dict) or not set(settings) <= SETTINGS
+                                 or not all(isinstance(v, int) for v in settings.values())):
+        raise ProtocolError(BAD_SETTINGS, f"settings may hold integer {', '.join(sorted(SETTINGS))}")
+    return Start(surah, ayah, ayah_end, int(rate), encoding, session_id, str(words) if words else None,
+                 settings or None)
 
 
 def decode_pcm(payload: bytes, encoding: str) -> np.ndarray:

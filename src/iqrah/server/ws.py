@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import soxr
@@ -136,8 +137,15 @@ class StreamSession:
             if stored[0].get("spec") != start.spec:
                 raise p.ProtocolError(p.SESSION_NOT_FOUND, f"session {start.session_id!r} recites "
                                       f"{stored[0].get('spec')}, not {start.spec}")
-        analyzer = await asyncio.to_thread(StreamingAnalyzer, start.spec, self.server.analyze_settings,
-                                           self.server.model)
+        settings = self.server.analyze_settings
+        if start.settings:
+            from .app import recitation_settings
+
+            try:
+                settings = replace(settings, recitation=recitation_settings(**start.settings))
+            except ValueError as exc:
+                raise p.ProtocolError(p.BAD_SETTINGS, str(exc)) from None
+        analyzer = await asyncio.to_thread(StreamingAnalyzer, start.spec, settings, self.server.model)
         ready = {"protocol": p.PROTOCOL_VERSION,
                  "words": [{"index": w.index, "ayah": w.ayah, "number": w.number, "text": w.text}
                            for w in analyzer.reference.words]}
