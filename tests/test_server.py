@@ -250,3 +250,26 @@ def test_draining_tells_clients_to_resume(client):
         reply = json.loads(ws.receive_text())
         assert reply["data"]["code"] == "shutting_down" and reply["data"]["resumable"]
         assert reply["data"]["session_id"] == session
+
+
+def test_page_and_its_data(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    weight = sum(len(client.get(f"/static/{name}").content) for name in ("app.js", "app.css", "pcm-worklet.js"))
+    assert weight + len(page.content) < 1_000_000  # page weight without fonts
+    surahs = client.get("/api/surahs").json()
+    assert len(surahs) == 114 and surahs[0]["name_en"] == "Al-Fatihah" and surahs[1]["ayahs"] == 286
+    ref = client.get("/api/reference/1:7?madd_aared=6").json()
+    assert any(r["tag"] == "madd:aared" and r["harakat"] == 6 for u in ref["units"] for r in u["rules"])
+    assert client.get("/api/reference/1:9").json()["error"]["code"] == "unknown_ayah"
+    assert client.get("/api/reference/1:7?madd_aared=3").json()["error"]["code"] == "bad_settings"
+
+
+def test_start_with_recitation_settings(client):
+    with client.websocket_connect("/ws/stream") as ws:
+        ws.send_text(start_msg(settings={"madd_aared": 7}))
+        assert json.loads(ws.receive_text())["data"]["code"] == "bad_settings"
+        ws.send_text(start_msg(settings={"colour": 1}))
+        assert json.loads(ws.receive_text())["data"]["code"] == "bad_settings"
+        ws.send_text(start_msg(settings={"madd_aared": 6, "madd_monfasel": 5}))
+        assert json.loads(ws.receive_text())["type"] == "ready"
