@@ -91,8 +91,12 @@ class StreamingAnalyzer:
         self.finished = False
 
     # ---- input -------------------------------------------------------------------------
-    def feed(self, pcm: np.ndarray) -> list[Event]:
-        """Take 16 kHz mono float32 samples; return the events they produced."""
+    def feed(self, pcm: np.ndarray, step_s: float | None = None) -> list[Event]:
+        """Take 16 kHz mono float32 samples; return the events they produced.
+
+        ``step_s`` overrides how much new audio triggers the next alignment (a busy server
+        steps less often: fewer model runs per second of audio, same results per word).
+        """
         if self.finished:
             raise RuntimeError("the stream is finished")
         pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
@@ -111,7 +115,7 @@ class StreamingAnalyzer:
                 self._note_speech(self._vad_offset + segment.start)
             if self._vad.speaking and self._speech_from is None:
                 self._note_speech(max(0, self._vad_offset + self._vad.position - SAMPLE_RATE // 4))
-        if self._samples - self._last_step < self.step_s * SAMPLE_RATE:
+        if self._samples - self._last_step < (step_s or self.step_s) * SAMPLE_RATE:
             return []
         self._last_step = self._samples
         events = self._step() if self._speech_from is not None else []

@@ -62,6 +62,7 @@ class ServerState:
         self.analyze_settings = AnalyzeSettings()
         self.pool = ThreadPoolExecutor(max_workers=config.inference_threads, thread_name_prefix="iqrah-infer")
         self.draining = asyncio.Event()
+        self.pending = 0  # jobs submitted to the pool and not finished
         self._active = 0
         self._lock = threading.Lock()
 
@@ -75,9 +76,19 @@ class ServerState:
         except (FileNotFoundError, ValueError) as exc:
             self.model_error = str(exc)
 
-    async def run(self, fn, *args):
+    async def run(self, fn, *args, **kwargs):
         """Run blocking work (model, alignment) in the inference pool."""
-        return await asyncio.get_running_loop().run_in_executor(self.pool, partial(fn, *args))
+        self.pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, partial(fn, *args, **kwargs))
+        finally:
+            self.pending -= 1
+
+    def stream_step_s(self) -> float:
+        """How much new audio a stream gathers before it is aligned again: 0.5 s, up to 1 s when
+        more work waits than the pool has threads (fewer, larger steps keep queues short)."""
+        load = self.pending / self.config.inference_threads
+        return 0.5 if load < 1 else min(1.0, 0.5 * load)
 
     def admit(self) -> bool:
         with self._lock:

@@ -181,7 +181,7 @@ class StreamSession:
             await self._close(CLOSE_POLICY, "session too large")
             return
         try:
-            events = await self.server.run(self.analyzer.feed, samples)
+            events = await self.server.run(self.analyzer.feed, samples, step_s=self.server.stream_step_s())
         except AudioError as exc:
             raise p.ProtocolError(p.SESSION_TOO_LARGE if "limit" in str(exc) else p.BAD_AUDIO, str(exc),
                                   fatal="limit" in str(exc)) from None
