@@ -1,4 +1,5 @@
 # Two commands set everything up on a fresh machine: `make serve` and `make test`.
+# The venv gets the dev and muaalem extras (torch 2.13.0 CPU) so every test runs.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,muaalem]'
 	touch $(STAMP)
 
 ## serve: set up and start the server on http://127.0.0.1:8000 (HOST=0.0.0.0 PORT=... to change)

@@ -333,6 +333,100 @@ def serve(
     DrainingServer(config).run()
 
 
+model_app = typer.Typer(help="Export, quantize and validate acoustic models (muaalem backend).",
+                        no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("export")
+def model_export(
+    source: Annotated[str, typer.Argument(help="muaalem checkpoint: a folder or a hub id in the HF cache")]
+    = "obadx/muaalem-model-v3_2",
+    out: Annotated[Path, typer.Option(help="Folder for muaalem.onnx and its card.")] = Path("models/muaalem"),
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+):
+    """Export a muaalem checkpoint to ONNX (dynamic batch and time; external data above 2 GB)."""
+    try:
+        from .acoustic.export import export_muaalem
+
+        path = export_muaalem(source.removeprefix("muaalem:"), out, opset=opset)
+    except ImportError as exc:
+        fail(f"exporting needs the [muaalem] extra and onnx ({exc.name} is missing)")
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    console.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB) and its card")
+
+
+@model_app.command("quantize")
+def model_quantize(
+    onnx_file: Annotated[Path, typer.Argument(help="An exported FP32 .onnx file.")],
+    mode: Annotated[str, typer.Option(help="dynamic (INT8 MatMul/Gemm), static (INT8, calibrated) or fp16.")]
+    = "dynamic",
+    out: Annotated[Optional[Path], typer.Option(help="Output file (default: beside the input).")] = None,
+    manifest: Annotated[Optional[Path], typer.Option(help="Calibration recordings for static mode.")] = None,
+    calibration_files: Annotated[int, typer.Option(help="How many train-split files calibrate static mode.")] = 100,
+):
+    """Make an INT8 (dynamic or static) or FP16 variant of an exported model."""
+    from .acoustic import quantize as q
+
+    if not onnx_file.is_file():
+        fail(f"no ONNX file at {onnx_file}")
+    if mode not in ("dynamic", "static", "fp16"):
+        fail(f"unknown mode {mode!r}: use dynamic, static or fp16")
+    out = out or onnx_file.with_name(f"{onnx_file.stem}-{'int8' if mode != 'fp16' else 'fp16'}"
+                                     f"{'-static' if mode == 'static' else ''}.onnx")
+    if mode == "dynamic":
+        q.quantize_dynamic_int8(onnx_file, out)
+    elif mode == "fp16":
+        q.convert_fp16(onnx_file, out)
+    else:
+        if manifest is None:
+            fail("static quantization needs --manifest (train-split recordings for calibration)")
+        from .acoustic.registry import load_model
+        from .audio import decode_audio
+        from .evaluate.manifest import read_manifest
+
+        model = load_model(str(onnx_file))
+        if not hasattr(model, "features"):
+            fail("static quantization is for muaalem exports (their inputs are features)")
+        calibration = []
+        for rec in read_manifest(manifest, "train")[:calibration_files]:
+            feats, mask = model.features(decode_audio(rec.path)[: 20 * 16000])
+            calibration.append({"input_features": feats, "attention_mask": mask})
+        q.quantize_static_int8(onnx_file, out, calibration)
+    q.copy_card(onnx_file, out, mode)
+    console.print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB, from {onnx_file.stat().st_size / 2**20:.1f} MB)")
+
+
+@model_app.command("validate")
+def model_validate(
+    candidate: Annotated[str, typer.Argument(help="The converted model: an .onnx path.")],
+    reference: Annotated[str, typer.Option(help="The model it was made from (e.g. muaalem:<folder> or FP32 .onnx).")],
+    manifest: Annotated[Path, typer.Option(help="manifest.csv of labelled recordings.")],
+    split: Annotated[str, typer.Option(help="Rows of this split only.")] = "dev",
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N recordings.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the result here.")] = None,
+):
+    """PER and per-sifa error before and after, output agreement and size; fails (exit 1) if PER
+    rises by more than 2 percentage points."""
+    from .acoustic.registry import ModelError, load_model
+    from .acoustic.validate import validate
+
+    try:
+        ref_model, cand_model = load_model(reference), load_model(candidate)
+    except (ModelError, FileNotFoundError) as exc:
+        fail(str(exc))
+    sizes = {name: Path(p).stat().st_size for name, p in (("reference", reference), ("candidate", candidate))
+             if Path(p).is_file()}
+    result = validate(ref_model, cand_model, manifest, split=split or None, limit=limit, sizes=sizes)
+    console.print_json(json.dumps(result))
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2))
+    if not result["passed"]:
+        err_console.print(f"[bold red]PER rose by {result['per_rise_pp']} pp (limit 2 pp)[/]")
+        raise typer.Exit(1)
+
+
 TRAIN_STEPS = {"prep": "prep", "fit": "loop", "export": "export", "evaluate": "evaluate"}
 
 

@@ -14,15 +14,37 @@ class ModelError(ValueError):
 
 
 def load_model(name: str | None = None) -> AcousticModel:
-    """``iqrah-small`` (bundled, the default) or a path to an ``.onnx`` file with its ``.json`` card."""
+    """``iqrah-small`` (bundled, the default); ``muaalem:<folder or hub id>`` (torch, extra
+    [muaalem]); or a path to an ``.onnx`` file with its ``.json`` card (iqrah or muaalem export)."""
     from .onnx_model import OnnxAcousticModel
 
     name = name or DEFAULT_MODEL
     if name == DEFAULT_MODEL:
         return OnnxAcousticModel()
+    if name.startswith("muaalem:"):
+        try:
+            from .muaalem import MuaalemTorchModel
+        except ImportError as exc:
+            raise ModelError(f"the muaalem backend needs the [muaalem] extra ({exc.name} is missing)") from None
+        try:
+            return MuaalemTorchModel(name.removeprefix("muaalem:") or "obadx/muaalem-model-v3_2")
+        except FileNotFoundError as exc:
+            raise ModelError(str(exc)) from None
     path = Path(name)
     if path.suffix == ".onnx":
         if not path.is_file():
             raise ModelError(f"no model file at {str(path)!r}")
+        if (path.parent / "muaalem.json").is_file() or _card(path).get("levels"):
+            from .muaalem import MuaalemOnnxModel
+
+            return MuaalemOnnxModel(path)
         return OnnxAcousticModel(path)
-    raise ModelError(f"unknown model {name!r}: use {DEFAULT_MODEL!r} (bundled) or a path to an .onnx file")
+    raise ModelError(f"unknown model {name!r}: use {DEFAULT_MODEL!r} (bundled), muaalem:<folder or hub id>, "
+                     "or a path to an .onnx file")
+
+
+def _card(path: Path) -> dict:
+    import json
+
+    card = path.with_suffix(".json")
+    return json.loads(card.read_text(encoding="utf-8")) if card.is_file() else {}
