@@ -78,8 +78,15 @@ def test_analyze_runs_on_the_backend(checkpoint, speech):
     from iqrah.acoustic.registry import load_model
     from iqrah.analyze import analyze
 
+    from iqrah.analyze import AnalyzeSettings
+
     report = analyze(speech, "1:2", model=load_model(f"muaalem:{checkpoint}"))
     assert len(report.words) == 4  # random weights: the content gate decides, but it runs end to end
+    # with the gate open, every aligned unit carries the sifat heads' verdicts
+    report = analyze(speech, "1:2", AnalyzeSettings(gate_per=10.0), model=load_model(f"muaalem:{checkpoint}"))
+    units = [p for w in report.words for p in w.phonemes]
+    assert units and all(p.sifat and set(p.sifat) >= {"ghonna", "qalqla"} for p in units)
+    assert units[0].sifat["hams_or_jahr"].expected == "jahr"  # hamza
 
 
 def test_onnx_equals_torch(checkpoint, exported, speech):

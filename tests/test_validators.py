@@ -104,3 +104,15 @@ def test_time_stretch_keeps_pitch_and_scales_length():
     assert longer.size == tone.size + 0.2 * 16000 - 2 * int(0.008 * 16000)  # two crossfades
     joined = crossfade_join([tone[:4000], tone[4000:]])
     assert joined.size == tone.size - int(0.008 * 16000)
+
+
+def test_sifat_heads_report_a_ghunnah_without_nasality(ref):
+    from iqrah.assess.sifat import SifaVerdict, check_sifat
+
+    ctx = synthetic_context(ref, natural_counts)
+    target = next(u for u in ref.units if any(r.kind == "ikhfaa" for r in u.rules))
+    verdicts = {target.index: {"ghonna": SifaVerdict("maghnoon", "not_maghnoon", 0.95)}}
+    [finding] = check_sifat(ctx, verdicts)
+    assert (finding.unit_index, finding.problem, finding.rule_tag) == (target.index, "not_nasal", "ghunnah:ikhfaa")
+    unsure = {target.index: {"ghonna": SifaVerdict("maghnoon", "not_maghnoon", 0.6)}}
+    assert check_sifat(ctx, unsure) == []

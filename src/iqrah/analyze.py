@@ -24,13 +24,14 @@ from .assess.ghunnah import check_ghunnah
 from .assess.madd import check_madd
 from .assess.qalqalah import check_qalqalah
 from .assess.shadda import check_shadda
+from .assess.sifat import check_sifat, unit_sifat
 from .assess.waqf import check_waqf
 from .audio import SAMPLE_RATE, AudioError, AudioLimits, decode_audio, speech_segments
 from .config import RecitationSettings
 from .quran import Reference, build_reference, parse_spec
 from .quran.text import has_separate_basmala
 from .report import feedback, scoring
-from .report.schema import ContentError, Gate, PhonemeResult, Report, Violation, WordResult
+from .report.schema import ContentError, Gate, PhonemeResult, Report, SifaResult, Violation, WordResult
 
 DEFAULT_GATE_PER = 0.08
 EDGE_S = 0.3  # audio kept around the speech the VAD found
@@ -87,8 +88,12 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
         last = min(samples.size, segments[-1].end + int(EDGE_S * SAMPLE_RATE))
         speech = samples[first:last]
         offset_s = first / SAMPLE_RATE
+    sifat_heads = None
     with clock.stage("acoustic"):
-        log_probs = model.log_probs(speech)
+        if hasattr(model, "log_probs_and_sifat"):  # one pass gives the sifat heads too
+            log_probs, sifat_heads = model.log_probs_and_sifat(speech)
+        else:
+            log_probs = model.log_probs(speech)
     with clock.stage("content"):
         heard = Heard.from_log_probs(log_probs, model.vocab)
         reference, content = _choose_reference(spec, settings, heard, model)
@@ -98,6 +103,7 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
 
     aligned: ReferenceAlignment | None = None
     findings: list[RuleFinding] = []
+    sifat_verdicts: dict = {}
     pace: dict[str, float] = {}
     if matches:
         with clock.stage("align"):
@@ -112,12 +118,15 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
             ctx = AssessmentContext(reference, aligned, samples, SAMPLE_RATE, skip_words=skip)
             findings = (check_madd(ctx) + check_ghunnah(ctx) + check_qalqalah(ctx) + check_shadda(ctx)
                         + check_waqf(ctx, _shift(heard, offset_s, model.frame_seconds), model.frame_seconds))
+            if sifat_heads is not None:
+                sifat_verdicts = unit_sifat(ctx, sifat_heads, model.frame_seconds, offset_s)
+                findings += check_sifat(ctx, sifat_verdicts)
             findings.sort(key=lambda f: (f.time_range[0], f.rule_tag))
             overall = ctx.pace.overall()
             pace = {"harakah_s": round(overall.harakah_s, 3), "syllables": overall.samples}
     with clock.stage("report"):
         report = _build_report(spec, reference, model, samples, segments, content, gate_per, matches,
-                               aligned, findings, pace, settings, heard, offset_s)
+                               aligned, findings, pace, settings, heard, offset_s, sifat_verdicts)
     report.timings_ms = clock.ms
     return report
 
@@ -136,7 +145,7 @@ def _shift(heard: Heard, offset_s: float, frame_seconds: float) -> Heard:
 
 
 def _build_report(spec, reference, model, samples, segments, content, gate_per, matches, aligned,
-                  findings, pace, settings, heard, offset_s) -> Report:
+                  findings, pace, settings, heard, offset_s, sifat_verdicts) -> Report:
     frame_s = model.frame_seconds
     word_kind = {w: f.kind for f in content.findings if f.kind in ("missing", "substituted")
                  for w in f.word_indices}
@@ -160,7 +169,11 @@ def _build_report(spec, reference, model, samples, segments, content, gate_per, 
                 phonemes.append(PhonemeResult(index=unit.index, phonemes=unit.phonemes,
                                               start=round(u.start, 3), end=round(u.end, 3),
                                               confidence=round(u.posterior, 3), gop=round(u.gop, 3),
-                                              rules=[r.tag for r in unit.rules]))
+                                              rules=[r.tag for r in unit.rules],
+                                              sifat={level: SifaResult(expected=v.expected, predicted=v.predicted,
+                                                                       probability=v.probability)
+                                                     for level, v in sifat_verdicts[unit.index].items()}
+                                              if unit.index in sifat_verdicts else None))
         words.append(WordResult(
             index=word.index, surah=word.surah, ayah=word.ayah, number=word.number, text=word.text,
             start=round(timing.start, 3) if timing else None, end=round(timing.end, 3) if timing else None,

@@ -118,15 +118,21 @@ class _MuaalemBase(AcousticModel):
         return {name: np.concatenate(parts) for name, parts in pieces.items()}
 
     def log_probs(self, audio_16k: np.ndarray) -> np.ndarray:
-        phonemes = self.all_log_probs(audio_16k)["phonemes"]
+        return self.log_probs_and_sifat(audio_16k)[0]
+
+    def sifat_log_probs(self, audio_16k: np.ndarray) -> dict[str, np.ndarray]:
+        """The ten sifat heads: {level: (T, V_level)}; token i >= 1 of a level is the i-th label of
+        that sifa in ``quran_transcript.SifaOutput`` order, 0 the blank."""
+        return self.log_probs_and_sifat(audio_16k)[1]
+
+    def log_probs_and_sifat(self, audio_16k: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Phoneme log-probs in iqrah's vocabulary and the sifat heads, from one forward pass."""
+        levels = self.all_log_probs(audio_16k)
+        phonemes = levels.pop("phonemes")
         out = np.full((phonemes.shape[0], len(self.vocab)), -1e4, dtype=np.float32)
         present = self.columns >= 0
         out[:, present] = phonemes[:, self.columns[present]]
-        return out
-
-    def sifat_log_probs(self, audio_16k: np.ndarray) -> dict[str, np.ndarray]:
-        """The ten sifat heads: {level: (T, V_level)} with the level's vocabulary in ``level_vocab``."""
-        return {k: v for k, v in self.all_log_probs(audio_16k).items() if k != "phonemes"}
+        return out, levels
 
 
 def frame_seconds_of(config) -> float:

@@ -15,6 +15,12 @@ RULE_TEMPLATES = {
     ("ghunnah", "too_short"): (
         "Hold the ghunnah ({name}) for {expected} counts through the nose; you held about {measured}.",
         "أظهر الغنة ({name_ar}) بمقدار {expected} حركتين؛ كانت نحو {measured}."),
+    ("ghunnah", "not_nasal"): (
+        "Let the ghunnah ({name}) sound through the nose.",
+        "أخرج الغنة ({name_ar}) من الخيشوم."),
+    ("qalqalah", "no_qalqalah"): (
+        "Let the letter echo ({name}): it was heard without its bounce.",
+        "أظهر القلقلة ({name_ar}): سُمع الحرف بلا نبرة."),
     ("qalqalah", "no_burst"): (
         "Let the letter echo ({name}): release it with a clear bounce.",
         "أظهر القلقلة ({name_ar}) بنبرة واضحة عند النطق بالحرف الساكن."),

@@ -19,6 +19,12 @@ class Feedback(BaseModel):
     ar: str
 
 
+class SifaResult(BaseModel):
+    expected: str
+    predicted: str
+    probability: float
+
+
 class PhonemeResult(BaseModel):
     index: int = Field(description="index of the unit in the reference")
     phonemes: str
@@ -27,6 +33,7 @@ class PhonemeResult(BaseModel):
     confidence: float = Field(description="mean posterior of the unit's tokens (0-1)")
     gop: float = Field(description="goodness of pronunciation: mean log-ratio to the best class (<= 0)")
     rules: list[str] = []
+    sifat: dict[str, SifaResult] | None = Field(default=None, description="with a model that has sifat heads")
 
 
 class WordResult(BaseModel):

@@ -1,0 +1,103 @@
+"""The bundled small phoneme CTC model, run with onnxruntime (no torch).
+
+The ONNX graph takes log-mel features, not audio: input ``features`` float32
+``(batch, frames, 80)`` computed by :func:`iqrah.acoustic.features.log_mel` (settings in the
+model card), output ``log_probs`` float32 ``(batch, T, 43)`` log-softmax, one frame per 40 ms
+(frame ``j`` starts at sample ``640 * j``). The card ``iqrah-small.json`` beside the model
+lists the vocabulary and the feature settings; both are checked when loading.
+
+Audio longer than ``window_seconds`` (20 s, the longest utterance seen in training) is cut into
+windows that overlap by ``overlap_seconds``; features are normalised per window, as in training,
+and each output frame is taken from the window in which it lies furthest from an edge (the cut
+is in the middle of each overlap).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .base import AcousticModel
+from .features import FeatureSettings, log_mel
+from .vocab import Vocabulary
+
+MODEL_NAME = "iqrah-small"
+SAMPLES_PER_FRAME = 640  # 40 ms at 16 kHz: two stride-2 convolutions over 10 ms feature frames
+MIN_FEATURE_FRAMES = 7  # the two 3x3 stride-2 convolutions need 7 feature frames for one output frame
+
+
+def bundled_model_path() -> Path:
+    """Where the packaged ONNX file is (it may not exist in a checkout without the asset)."""
+    return Path(str(resources.files("iqrah.acoustic") / "assets" / f"{MODEL_NAME}.onnx"))
+
+
+def _out_frames(n_feature_frames: int) -> int:
+    t1 = (n_feature_frames - 3) // 2 + 1
+    return max(0, (t1 - 3) // 2 + 1)
+
+
+class OnnxAcousticModel(AcousticModel):
+    """Frame-wise phoneme log-probabilities from an exported iqrah acoustic model."""
+
+    def __init__(self, model_path: str | Path | None = None, card_path: str | Path | None = None, *,
+                 threads: int = 0, window_seconds: float = 20.0, overlap_seconds: float = 2.0):
+        path = Path(model_path) if model_path is not None else bundled_model_path()
+        if not path.is_file():
+            raise FileNotFoundError(f"acoustic model not found: {path}")
+        card_file = Path(card_path) if card_path is not None else path.with_suffix(".json")
+        if not card_file.is_file():  # e.g. an INT8 variant beside the bundled card
+            card_file = path.parent / f"{MODEL_NAME}.json"
+        self.card: dict = json.loads(card_file.read_text(encoding="utf-8")) if card_file.is_file() else {}
+        self.vocab = Vocabulary(tuple(self.card["vocabulary"])) if "vocabulary" in self.card else Vocabulary()
+        if self.vocab.tokens != Vocabulary().tokens:
+            raise ValueError(f"{card_file.name}: the model's vocabulary differs from iqrah's phoneme set")
+        self.features = FeatureSettings(**self.card["features"]) if "features" in self.card else FeatureSettings()
+        self.frame_seconds = float(self.card.get("frame_seconds", 0.04))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), sess_options=opts,
+                                            providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+        n_out = self.session.get_outputs()[0].shape[-1]
+        if isinstance(n_out, int) and n_out != len(self.vocab):
+            raise ValueError(f"{path.name} outputs {n_out} classes, the vocabulary has {len(self.vocab)}")
+        hop = SAMPLES_PER_FRAME
+        self._window = int(window_seconds * self.features.sample_rate) // hop * hop
+        self._overlap = int(overlap_seconds * self.features.sample_rate) // hop * hop
+        if not 0 <= self._overlap < self._window:
+            raise ValueError("overlap_seconds must be smaller than window_seconds")
+
+    def _run(self, audio: np.ndarray) -> np.ndarray:
+        feats = log_mel(audio, self.features)
+        if feats.shape[0] < MIN_FEATURE_FRAMES:  # under ~85 ms: pad with the mean (0) to one output frame
+            feats = np.pad(feats, ((0, MIN_FEATURE_FRAMES - feats.shape[0]), (0, 0)))
+        return self.session.run(None, {self._input: feats[None]})[0][0]
+
+    def log_probs(self, audio_16k: np.ndarray) -> np.ndarray:
+        audio = np.asarray(audio_16k, dtype=np.float32).reshape(-1)
+        if audio.size <= self._window:
+            return np.ascontiguousarray(self._run(audio), dtype=np.float32)
+        hop = SAMPLES_PER_FRAME
+        total = _out_frames(self.features.frames(audio.size))
+        step = self._window - self._overlap
+        starts = list(range(0, audio.size - self._window, step))
+        last = (audio.size - self._window) // hop * hop  # the last window ends at the end
+        if last > starts[-1]:
+            starts.append(last)
+        out = np.empty((total, len(self.vocab)), dtype=np.float32)
+        for k, s in enumerate(starts):
+            lp = self._run(audio[s : s + self._window])
+            f0 = s // hop
+            lo = 0 if k == 0 else (f0 + (starts[k - 1] + self._window) // hop) // 2
+            hi = total if k == len(starts) - 1 else (starts[k + 1] // hop + (s + self._window) // hop) // 2
+            hi = min(hi, f0 + lp.shape[0], total)
+            out[lo:hi] = lp[lo - f0 : hi - f0]
+            if k == len(starts) - 1 and hi < total:  # cannot happen with whole windows; be safe
+                out[hi:] = lp[-1]
+        return out
