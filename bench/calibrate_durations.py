@@ -45,11 +45,12 @@ def main() -> None:
     for rec in rows[: args.files]:
         try:
             audio = decode_audio(rec.path)
-        except AudioError:
+            candidates = rec.references()
+        except (AudioError, ValueError):
             continue
         log_probs = model.log_probs(audio)
         heard = Heard.from_log_probs(log_probs, model.vocab)
-        reference, content = min(((r, check_content(heard, r, model.vocab)) for r in rec.references()),
+        reference, content = min(((r, check_content(heard, r, model.vocab)) for r in candidates),
                                  key=lambda pair: pair[1].per)
         pers.append(content.per)
         if content.per > 0.25:
@@ -63,6 +64,8 @@ def main() -> None:
             for rule in unit.rules:
                 if rule.family in ("madd", "ghunnah", "shadda"):
                     key = f"{rule.family}:{rule.harakat or ''}" if rule.family == "madd" else rule.family
+                    if rule.family == "madd" and rule.kind in ("aared", "mottasel_waqf"):
+                        key += ":stop"  # before a stop the reciter may choose 2, 4 or 6
                     counts[key].append(ctx.counts(unit.index))
     result = {"files": len(pers), "per": {"median": float(np.median(pers)), "p90": float(np.percentile(pers, 90)),
                                           "p99": float(np.percentile(pers, 99))}, "counts": {}}
@@ -70,11 +73,12 @@ def main() -> None:
           f"p90 {result['per']['p90']:.3f}, p99 {result['per']['p99']:.3f}")
     for key, values in sorted(counts.items()):
         v = np.array(values)
-        stats = {"n": int(v.size), "median": round(float(np.median(v)), 3), "p10": round(float(np.percentile(v, 10)), 3),
-                 "p90": round(float(np.percentile(v, 90)), 3), "std": round(float(v.std()), 3)}
+        stats = {"n": int(v.size), "median": round(float(np.median(v)), 3), "std": round(float(v.std()), 3),
+                 **{f"p{q}": round(float(np.percentile(v, q)), 3) for q in (1, 2, 5, 10, 90, 95, 98, 99)}}
         result["counts"][key] = stats
-        print(f"  {key:<10} n={stats['n']:5d} median {stats['median']:.2f} counts (p10 {stats['p10']:.2f}, "
-              f"p90 {stats['p90']:.2f})")
+        print(f"  {key:<10} n={stats['n']:5d} median {stats['median']:.2f} counts; p1 {stats['p1']:.2f} "
+              f"p5 {stats['p5']:.2f} p10 {stats['p10']:.2f} p90 {stats['p90']:.2f} p95 {stats['p95']:.2f} "
+              f"p99 {stats['p99']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 

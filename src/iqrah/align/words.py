@@ -51,6 +51,12 @@ class ReferenceAlignment:
     words: list[WordTiming]
     alignment: Alignment
     targets: Targets
+    #: (n_units, 2) start and end (s) of each unit's sound (a madd with the short vowel it
+    #: lengthens), NaN where unknown; ``held`` is end - start
+    sound: np.ndarray | None = None
+    held: np.ndarray | None = None
+    #: seconds of the short vowel of units that are one consonant + one short vowel, else NaN
+    short_vowel: np.ndarray | None = None
 
 
 def alignment_targets(reference: Reference, vocab: Vocabulary, collapse: bool = True) -> Targets:
@@ -107,7 +113,44 @@ def align_reference(log_probs: np.ndarray, reference: Reference, vocab: Vocabula
     edges = SoundEdges(audio, sample_rate) if audio is not None else None
     words = _word_timings(reference, word_of_token[chosen], result, reached, frame_seconds, offset_s,
                           edge_pad_s, edges)
-    return ReferenceAlignment(units=units, words=words, alignment=result, targets=targets)
+    sound, short_vowel = _sound_spans(reference, vocab, targets.ids[chosen], token_unit, starts, ends,
+                                      reached, edge_pad_s)
+    return ReferenceAlignment(units=units, words=words, alignment=result, targets=targets, sound=sound,
+                              held=sound[:, 1] - sound[:, 0], short_vowel=short_vowel)
+
+
+SHORT_VOWELS = frozenset("\u064e\u064f\u0650")  # fatha, damma, kasra
+MADD_LETTERS = frozenset("\u0627\u06e6\u06e5")  # alif, small yaa, small waw (the phonetizer's madd letters)
+
+
+def _sound_spans(reference, vocab, ids, token_unit, starts, ends, reached, pad):
+    """Where each unit sounds, from the token spikes: each blank gap between two tokens is split
+    at its middle (at most ``pad`` to each side, so a pause does not count), and a madd unit
+    starts with the short vowel it lengthens. A CTC spike says where a sound is, not how long,
+    but the middles between spikes follow the sound boundaries closely enough to count harakat.
+    Returns the (n_units, 2) spans and each short syllable's vowel length (pace), NaN if unknown."""
+    sound = np.full((len(reference.units), 2), np.nan)
+    short_vowel = np.full(len(reference.units), np.nan)
+    idx = np.flatnonzero(reached)
+    if idx.size == 0:
+        return sound, short_vowel
+    s, e = starts[idx], ends[idx]
+    gaps = s[1:] - e[:-1]
+    left = np.concatenate(([s[0] - pad], s[1:] - np.minimum(gaps / 2, pad)))
+    right = np.concatenate((e[:-1] + np.minimum(gaps / 2, pad), [e[-1] + pad]))
+    chars = [vocab.tokens[ids[k]] for k in idx]
+    units = token_unit[idx]
+    for j, unit in enumerate(units):
+        lo, hi = left[j], right[j]
+        if chars[j] in MADD_LETTERS and j > 0 and chars[j - 1] in SHORT_VOWELS and units[j - 1] != unit:
+            lo = left[j - 1]  # the madd lengthens the vowel before it
+        sound[unit, 0] = lo if np.isnan(sound[unit, 0]) else min(sound[unit, 0], lo)
+        sound[unit, 1] = hi if np.isnan(sound[unit, 1]) else max(sound[unit, 1], hi)
+        nxt = chars[j + 1] if j + 1 < len(chars) else None
+        if (chars[j] in SHORT_VOWELS and nxt is not None and nxt not in SHORT_VOWELS | MADD_LETTERS
+                and len(reference.units[unit].phonemes) == 2):
+            short_vowel[unit] = right[j] - left[j]
+    return sound, short_vowel
 
 
 def _said(unit, token_unit, reached) -> bool:

@@ -63,5 +63,9 @@ class AssessmentContext:
         return float(self.held[unit_index] / self.pace.at(timing.start).harakah_s)
 
     def span(self, unit_index: int) -> tuple[float, float]:
+        """Where the unit sounds (s): its segment when the alignment has one."""
+        if self.alignment.sound is not None:
+            start, end = self.alignment.sound[unit_index]
+            return (round(float(start), 3), round(float(end), 3))
         timing = self.alignment.units[unit_index]
         return (round(timing.start, 3), round(timing.start + float(self.held[unit_index]), 3))

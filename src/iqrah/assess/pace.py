@@ -29,7 +29,10 @@ class Pace:
 
 
 def held_durations(alignment: ReferenceAlignment) -> np.ndarray:
-    """Seconds each unit is held: from its start to the next unit's start (last: to its end)."""
+    """Seconds each unit sounds: the alignment's token segmentation where it has one, else from
+    the unit's start to the next unit's start (last: to its end)."""
+    if alignment.held is not None:
+        return alignment.held
     starts = np.array([u.start for u in alignment.units])
     ends = np.array([u.end for u in alignment.units])
     held = np.empty_like(starts)
@@ -43,28 +46,49 @@ def is_short_syllable(phonemes: str) -> bool:
     return len(phonemes) == 2 and phonemes[1] in SHORT_VOWELS and phonemes[0] not in SHORT_VOWELS
 
 
+#: a natural madd lasts this many short-vowel segments per count (train split, iqrah-small:
+#: natural madds median 2.5 short vowels for their 2 counts; bench/calibrate_durations.py)
+SHORT_VOWELS_PER_COUNT = 1.25
+MIN_MADDS = 3
+
+
 class PaceTracker:
-    """Count length at any moment of a recording, from the short syllables around it."""
+    """Count length at any moment of a recording, from the reciter's own natural madds (two
+    counts each, the most frequent and most stable length they hold) in the ~10 s before it;
+    with fewer than three of those, from their short vowels (``SHORT_VOWELS_PER_COUNT``)."""
 
     def __init__(self, reference: Reference, alignment: ReferenceAlignment, held: np.ndarray):
-        mask = np.array([is_short_syllable(u.phonemes) for u in reference.units]) & np.isfinite(held)
-        # a syllable before a pause is stretched by the breath: keep those within 2x the median
-        times = np.array([u.start for u in alignment.units])[mask]
-        durations = held[mask]
-        if durations.size:
+        starts = np.array([u.start for u in alignment.units])
+        last_of_ayah = {max(i for i, u in enumerate(reference.units)
+                            if reference.words[u.word_index].ayah == ayah)
+                        for ayah in {w.ayah for w in reference.words}}
+        natural = np.array([any(r.family == "madd" and r.harakat == 2 for r in u.rules)
+                            and u.index + 1 not in last_of_ayah for u in reference.units]) & np.isfinite(held)
+        self._madd_times, self._madd_counts = starts[natural], held[natural] / 2
+        vowels = alignment.short_vowel if alignment.short_vowel is not None else held
+        mask = np.array([is_short_syllable(u.phonemes) for u in reference.units]) & np.isfinite(vowels)
+        times, durations = starts[mask], vowels[mask] * SHORT_VOWELS_PER_COUNT
+        if durations.size:  # a syllable before a pause is stretched by the breath
             keep = durations < 2 * np.median(durations)
             times, durations = times[keep], durations[keep]
         self._times, self._durations = times, durations
 
+    @staticmethod
+    def _median_near(times, values, t, minimum) -> tuple[float, int] | None:
+        recent = (times <= t) & (times >= t - WINDOW_S)
+        for chosen in (recent, np.ones_like(times, dtype=bool)):
+            n = int(np.count_nonzero(chosen))
+            if n >= minimum:
+                return float(np.median(values[chosen])), n
+        return None
+
     def at(self, t: float) -> Pace:
-        recent = (self._times <= t) & (self._times >= t - WINDOW_S)
-        if np.count_nonzero(recent) < MIN_SAMPLES:
-            recent = np.ones_like(self._times, dtype=bool)
-        if np.count_nonzero(recent) < MIN_SAMPLES:
-            return Pace(DEFAULT_HARAKAH_S, int(np.count_nonzero(recent)))
-        return Pace(float(np.median(self._durations[recent])), int(np.count_nonzero(recent)))
+        for times, values, minimum in ((self._madd_times, self._madd_counts, MIN_MADDS),
+                                       (self._times, self._durations, MIN_SAMPLES)):
+            found = self._median_near(times, values, t, minimum)
+            if found:
+                return Pace(*found)
+        return Pace(DEFAULT_HARAKAH_S, 0)
 
     def overall(self) -> Pace:
-        if self._durations.size < MIN_SAMPLES:
-            return Pace(DEFAULT_HARAKAH_S, int(self._durations.size))
-        return Pace(float(np.median(self._durations)), int(self._durations.size))
+        return self.at(float("inf"))

@@ -118,7 +118,13 @@ def evaluate_recording(model: AcousticModel, rec: Recording, timings: WordTiming
     stats.model_s = time.perf_counter() - start
     stats.audio_s = audio.size / SAMPLE_RATE
     hypothesis = model.vocab.greedy(log_probs)
-    reference = min(rec.references(), key=lambda r: phoneme_error_rate(hypothesis, r.phonemes))
+    try:
+        candidates = rec.references()
+    except ValueError as exc:
+        stats.failed = 1
+        detail["error"] = str(exc)
+        return stats, detail
+    reference = min(candidates, key=lambda r: phoneme_error_rate(hypothesis, r.phonemes))
     ref_collapsed = collapse_runs(reference.phonemes)
     stats.edits = distance(collapse_runs(hypothesis), ref_collapsed)
     stats.ref_len = len(ref_collapsed)

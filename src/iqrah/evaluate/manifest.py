@@ -29,9 +29,16 @@ class Recording:
         return f"{self.surah}:{self.ayah}"
 
     def references(self) -> list[Reference]:
-        """What may have been recited: with and without the basmala where it is optional."""
+        """What may have been recited: with and without the basmala where it is optional.
+
+        Raises ValueError when the phonetizer cannot handle the row's text (it fails on some
+        partial-ayah segments).
+        """
         if self.text:
-            return [reference_from_text(self.text, self.surah, self.ayah)]
+            try:
+                return [reference_from_text(self.text, self.surah, self.ayah)]
+            except (IndexError, KeyError, RuntimeError) as exc:
+                raise ValueError(f"quran-transcript cannot phonetize the text of {self.path.name}: {exc!r}") from None
         refs = [build_reference(self.spec)]
         if self.ayah == 1 and has_separate_basmala(self.surah):
             refs.append(build_reference(self.spec, include_basmala=True))

@@ -6,8 +6,9 @@ known error each: a word deleted, repeated, or replaced by a word spliced from a
 stretched to about 4, a ghunnah cut to a third (the unit's span from our own alignment of the
 untouched recording, WSOLA time-scaling). Each copy is analysed like a user's upload. Per error
 type: precision, recall and F1 (a detection must name the right word, or the right phoneme unit
-for tajweed errors); and false alarms per ayah on the untouched recordings, split by
-professional and non-expert. Copies live in memory (and a temp folder only if asked).
+for tajweed errors; false positives are same-type reports elsewhere in the mutated copies and in
+the untouched professional recordings); and false alarms per ayah on the untouched recordings,
+split by professional and non-expert (crowd recordings may contain real mistakes). Copies live in memory (and a temp folder only if asked).
 """
 
 from __future__ import annotations
@@ -72,15 +73,19 @@ def word_mutations(audio, reference, truth, rng: random.Random, donors) -> list[
 
 
 def tajweed_mutations(audio, reference, model, rng: random.Random) -> list[Mutation]:
-    """Shorten a long madd, lengthen a natural madd and cut a ghunnah, from our own alignment."""
+    """Shorten a long madd to about 2 counts (the reciter's own natural madd length), lengthen a
+    natural madd to about 4 (twice), and cut a ghunnah to a third, from our own alignment."""
     try:
         aligned = align_reference(model.log_probs(audio), reference, model.vocab, model.frame_seconds)
     except AlignmentError:
         return []
     held = held_durations(aligned)
+    naturals = [held[u.index] for u in reference.units[:-1]
+                if any(r.family == "madd" and r.kind == "natural" for r in u.rules) and np.isfinite(held[u.index])]
+    natural_s = float(np.median(naturals)) if len(naturals) >= 3 else None
     plans = {
-        "shorten_madd": (lambda r: r.family == "madd" and (r.harakat or 0) >= 4, 2 / 4.5),
-        "lengthen_madd": (lambda r: r.family == "madd" and r.kind == "natural", 2.0),
+        "shorten_madd": (lambda r: r.family == "madd" and (r.harakat or 0) >= 4, None),
+        "lengthen_madd": (lambda r: r.family == "madd" and r.kind == "natural", 2.0),  # 2 -> about 4 counts
         "cut_ghunnah": (lambda r: r.family == "ghunnah", 0.35),
     }
     out = []
@@ -90,10 +95,13 @@ def tajweed_mutations(audio, reference, model, rng: random.Random) -> list[Mutat
         if not units:
             continue
         unit = rng.choice(units)
-        start = aligned.units[unit.index].start
-        factor_here = factor if kind != "shorten_madd" else 2 / max(r.harakat for r in unit.rules if wanted(r))
+        start, end = aligned.sound[unit.index]
+        factor_here = factor
+        if kind == "shorten_madd":  # to about 2 counts: the length of this reciter's natural madds
+            factor_here = natural_s / held[unit.index] if natural_s else 2 / max(
+                r.harakat for r in unit.rules if wanted(r))
         try:
-            mutated = stretch_span(audio, start, start + float(held[unit.index]), factor_here)
+            mutated = stretch_span(audio, float(start), float(end), factor_here)
         except ValueError:
             continue
         out.append(Mutation(kind, unit.word_index, unit.index, mutated))
@@ -159,13 +167,20 @@ def evaluate_mutations(model: AcousticModel, manifest: str | Path, *, split: str
         except AudioError as exc:
             per_file.append({"file": str(rec.path), "error": str(exc)})
             continue
-        base = analyze(audio, rec.spec, settings, model)
+        try:
+            base = analyze(audio, rec.spec, settings, model)
+        except AudioError as exc:  # e.g. a recording too quiet for the VAD: counted, not judged
+            per_file.append({"file": str(rec.path), "error": str(exc)})
+            continue
         group = false_alarms[_group(rec)]
         group["ayahs"] += rec.ayah_end - rec.ayah + 1
         group["violations"] += len(base.violations)
         group["content_errors"] += len(base.content_errors)
-        for kind in TYPES:  # anything reported on a correct recording is a false positive
-            counts[kind]["fp"] += len(reported(base, kind))
+        if _group(rec) == "professional":
+            # anything reported on a correct professional recitation is a false positive; crowd
+            # recordings may hold real mistakes, so they only count as false alarms below
+            for kind in TYPES:
+                counts[kind]["fp"] += len(reported(base, kind))
         entry = {"file": str(rec.path), "spec": rec.spec, "violations": len(base.violations),
                  "content_errors": len(base.content_errors), "mutations": {}}
         truth = timings.for_recording(rec) if timings else None
