@@ -66,7 +66,7 @@ def main() -> None:
                     key = f"{rule.family}:{rule.harakat or ''}" if rule.family == "madd" else rule.family
                     if rule.family == "madd" and rule.kind in ("aared", "mottasel_waqf"):
                         key += ":stop"  # before a stop the reciter may choose 2, 4 or 6
-                    counts[key].append(ctx.counts(unit.index))
+                    counts[key].append(ctx.counts(unit.index, core=rule.family != "madd"))
     result = {"files": len(pers), "per": {"median": float(np.median(pers)), "p90": float(np.percentile(pers, 90)),
                                           "p99": float(np.percentile(pers, 99))}, "counts": {}}
     print(f"{len(pers)} train files; free-decoding PER median {result['per']['median']:.3f}, "

@@ -194,13 +194,13 @@ def _print_report(report) -> None:
     console.print("[dim]" + ", ".join(f"{k} {v:.0f} ms" for k, v in report.timings_ms.items()) + "[/]")
 
 
-def _eval_inputs(model: str | None, manifest: Path, split: str, limit: int | None):
+def _eval_inputs(model: str | None, manifest: Path, split: str, limit: int | None, reciter: str | None):
     """The model and the number of recordings an eval command will go through, or a clean exit."""
     from .acoustic.registry import ModelError, load_model
     from .evaluate.manifest import read_manifest
 
     try:
-        return load_model(model), len(read_manifest(manifest, split or None)[:limit])
+        return load_model(model), len(read_manifest(manifest, split or None, reciter)[:limit])
     except (ModelError, FileNotFoundError) as exc:
         fail(str(exc))
 
@@ -229,16 +229,17 @@ def eval_accuracy(
                        "(default: alignments/alafasy-word-timings.json beside the manifest).")] = None,
     timings_reciter: Annotated[str, typer.Option(help="Timings apply to reciters whose name contains this.")] = "alafasy",
     limit: Annotated[Optional[int], typer.Option(help="Only the first N recordings.")] = None,
+    reciter: Annotated[Optional[str], typer.Option(help="Only reciters whose name contains this.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full result here.")] = None,
 ):
     """Phoneme error rate, word-boundary error and speed of the acoustic model, per reciter group."""
     from .evaluate.accuracy import evaluate_accuracy
 
-    acoustic, total = _eval_inputs(model, manifest, split, limit)
+    acoustic, total = _eval_inputs(model, manifest, split, limit, reciter)
     with _progress_bar("evaluating", total) as advance:
         result = evaluate_accuracy(acoustic, manifest, split=split or None, timings_path=timings,
                                    timings_reciter=timings_reciter, limit=limit, progress=advance,
-                                   model_card=getattr(acoustic, "card", {}))
+                                   model_card=getattr(acoustic, "card", {}), reciter=reciter)
     table = Table(title=f"accuracy on {manifest} ({split or 'all'})")
     for column in ("group", "files", "PER", "RTF", "word MAE", "<=50 ms", "<=100 ms"):
         table.add_column(column, justify="right" if column != "group" else "left")
@@ -269,15 +270,16 @@ def eval_mutations(
     model: Annotated[Optional[str], typer.Option(help="Acoustic model: iqrah-small or a .onnx path.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for choosing what to mutate.")] = 0,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N recordings.")] = None,
+    reciter: Annotated[Optional[str], typer.Option(help="Only reciters whose name contains this.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full result here.")] = None,
 ):
     """Plant known errors in correct recitations and measure how many analyze finds."""
     from .evaluate.mutations import evaluate_mutations
 
-    acoustic, total = _eval_inputs(model, manifest, split, limit)
+    acoustic, total = _eval_inputs(model, manifest, split, limit, reciter)
     with _progress_bar("mutating and analysing", total) as advance:
         result = evaluate_mutations(acoustic, manifest, split=split or None, seed=seed, limit=limit,
-                                    progress=advance)
+                                    progress=advance, reciter=reciter)
     table = Table(title=f"planted errors in {manifest} ({split or 'all'}), seed {seed}")
     for column in ("error", "planted", "found", "false pos.", "precision", "recall", "F1"):
         table.add_column(column, justify="right" if column != "error" else "left")

@@ -57,6 +57,8 @@ class ReferenceAlignment:
     held: np.ndarray | None = None
     #: seconds of the short vowel of units that are one consonant + one short vowel, else NaN
     short_vowel: np.ndarray | None = None
+    #: seconds of each unit's first sound (the held letter of a ghunnah or shadda), NaN if unknown
+    core: np.ndarray | None = None
 
 
 def alignment_targets(reference: Reference, vocab: Vocabulary, collapse: bool = True) -> Targets:
@@ -113,44 +115,55 @@ def align_reference(log_probs: np.ndarray, reference: Reference, vocab: Vocabula
     edges = SoundEdges(audio, sample_rate) if audio is not None else None
     words = _word_timings(reference, word_of_token[chosen], result, reached, frame_seconds, offset_s,
                           edge_pad_s, edges)
-    sound, short_vowel = _sound_spans(reference, vocab, targets.ids[chosen], token_unit, starts, ends,
-                                      reached, edge_pad_s)
+    sound, short_vowel, core = _sound_spans(reference, vocab, targets.ids[chosen], token_unit, starts, ends,
+                                            reached, edge_pad_s, edges, offset_s)
     return ReferenceAlignment(units=units, words=words, alignment=result, targets=targets, sound=sound,
-                              held=sound[:, 1] - sound[:, 0], short_vowel=short_vowel)
+                              held=sound[:, 1] - sound[:, 0], short_vowel=short_vowel, core=core)
 
 
 SHORT_VOWELS = frozenset("\u064e\u064f\u0650")  # fatha, damma, kasra
 MADD_LETTERS = frozenset("\u0627\u06e6\u06e5")  # alif, small yaa, small waw (the phonetizer's madd letters)
 
 
-def _sound_spans(reference, vocab, ids, token_unit, starts, ends, reached, pad):
+def _sound_spans(reference, vocab, ids, token_unit, starts, ends, reached, pad, edges=None, offset_s=0.0):
     """Where each unit sounds, from the token spikes: each blank gap between two tokens is split
-    at its middle (at most ``pad`` to each side, so a pause does not count), and a madd unit
-    starts with the short vowel it lengthens. A CTC spike says where a sound is, not how long,
+    at its middle, except that sound stops where the audio falls silent (with ``edges``; without
+    audio, at most ``pad`` to each side, so a pause does not count), and a madd unit starts with
+    the short vowel it lengthens. A CTC spike says where a sound is, not how long,
     but the middles between spikes follow the sound boundaries closely enough to count harakat.
     Returns the (n_units, 2) spans and each short syllable's vowel length (pace), NaN if unknown."""
     sound = np.full((len(reference.units), 2), np.nan)
     short_vowel = np.full(len(reference.units), np.nan)
+    core = np.full(len(reference.units), np.nan)
     idx = np.flatnonzero(reached)
     if idx.size == 0:
-        return sound, short_vowel
+        return sound, short_vowel, core
     s, e = starts[idx], ends[idx]
     gaps = s[1:] - e[:-1]
-    left = np.concatenate(([s[0] - pad], s[1:] - np.minimum(gaps / 2, pad)))
-    right = np.concatenate((e[:-1] + np.minimum(gaps / 2, pad), [e[-1] + pad]))
+    if edges is None:
+        left = np.concatenate(([s[0] - pad], s[1:] - np.minimum(gaps / 2, pad)))
+        right = np.concatenate((e[:-1] + np.minimum(gaps / 2, pad), [e[-1] + pad]))
+    else:  # split each gap at its middle, but no sound runs through silence
+        mid = (e[:-1] + s[1:]) / 2 - offset_s
+        right = np.array([edges.end_after(t - offset_s, m) for t, m in zip(e[:-1], mid)]
+                         + [edges.end_after(e[-1] - offset_s, e[-1] - offset_s + 1.0)]) + offset_s
+        left = np.array([edges.start_before(s[0] - offset_s, max(0.0, s[0] - offset_s - 1.0))]
+                        + [edges.start_before(t - offset_s, m) for t, m in zip(s[1:], mid)]) + offset_s
     chars = [vocab.tokens[ids[k]] for k in idx]
     units = token_unit[idx]
     for j, unit in enumerate(units):
         lo, hi = left[j], right[j]
         if chars[j] in MADD_LETTERS and j > 0 and chars[j - 1] in SHORT_VOWELS and units[j - 1] != unit:
             lo = left[j - 1]  # the madd lengthens the vowel before it
+        if np.isnan(core[unit]):
+            core[unit] = right[j] - left[j]
         sound[unit, 0] = lo if np.isnan(sound[unit, 0]) else min(sound[unit, 0], lo)
         sound[unit, 1] = hi if np.isnan(sound[unit, 1]) else max(sound[unit, 1], hi)
         nxt = chars[j + 1] if j + 1 < len(chars) else None
         if (chars[j] in SHORT_VOWELS and nxt is not None and nxt not in SHORT_VOWELS | MADD_LETTERS
                 and len(reference.units[unit].phonemes) == 2):
             short_vowel[unit] = right[j] - left[j]
-    return sound, short_vowel
+    return sound, short_vowel, core
 
 
 def _said(unit, token_unit, reached) -> bool:
@@ -170,7 +183,9 @@ class SoundEdges:
         n = audio.size // hop
         frames = np.asarray(audio[: n * hop], dtype=np.float64).reshape(n, hop) if n else np.zeros((1, 1))
         self.db = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-10)
-        self.floor = max(np.percentile(self.db, 10) + 12.0, self.db.max() - 40.0)
+        # silence: within 10 dB of the quietest frames, or 50 dB under the loudest; a recitation
+        # may hold almost no silence, so the quietest 2 % stand for the noise floor
+        self.floor = max(np.percentile(self.db, 2) + 10.0, np.percentile(self.db, 99) - 50.0)
 
     def start_before(self, t: float, limit: float) -> float:
         """Walk back from ``t`` while there is sound, not past ``limit``."""

@@ -57,10 +57,14 @@ class AssessmentContext:
                 if rule.family == family:
                     yield unit, rule
 
-    def counts(self, unit_index: int) -> float:
-        """How many counts (harakat) the unit was held, at the reciter's local pace."""
+    def counts(self, unit_index: int, core: bool = False) -> float:
+        """How many counts (harakat) the unit was held, at the reciter's local pace; ``core``:
+        only its first sound (the held letter, without the vowel after it)."""
         timing = self.alignment.units[unit_index]
-        return float(self.held[unit_index] / self.pace.at(timing.start).harakah_s)
+        seconds = self.held[unit_index]
+        if core and self.alignment.core is not None:
+            seconds = self.alignment.core[unit_index]
+        return float(seconds / self.pace.at(timing.start).harakah_s)
 
     def span(self, unit_index: int) -> tuple[float, float]:
         """Where the unit sounds (s): its segment when the alignment has one."""

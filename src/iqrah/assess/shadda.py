@@ -10,15 +10,15 @@ import math
 
 from .findings import AssessmentContext, RuleFinding
 
-MIN_COUNTS = 1.1  # a doubled letter and its vowel held under this many counts lost its shadda
-EXPECTED_COUNTS = 1.8
+MIN_COUNTS = 0.6  # the doubled letter held under this many counts lost its shadda: ~p1 of correct ones (train)
+EXPECTED_COUNTS = 1.3  # median of correct doubled letters (train calibration)
 SIGMA_COUNTS = 0.4
 
 
 def check_shadda(ctx: AssessmentContext) -> list[RuleFinding]:
     findings = []
     for unit, rule in ctx.units_with("shadda"):
-        counts = ctx.counts(unit.index)
+        counts = ctx.counts(unit.index, core=True)
         if counts >= MIN_COUNTS:
             continue
         confidence = 1 - math.exp(-0.5 * ((EXPECTED_COUNTS - counts) / SIGMA_COUNTS) ** 2)

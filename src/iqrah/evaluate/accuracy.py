@@ -160,10 +160,11 @@ def evaluate_recording(model: AcousticModel, rec: Recording, timings: WordTiming
 
 def evaluate_accuracy(model: AcousticModel, manifest: str | Path, *, split: str | None = "dev",
                       timings_path: str | Path | None = None, timings_reciter: str = "alafasy",
-                      limit: int | None = None, progress=None, model_card: dict | None = None) -> dict:
+                      limit: int | None = None, progress=None, model_card: dict | None = None,
+                      reciter: str | None = None) -> dict:
     """Run the evaluation; returns the JSON-ready result (see module docstring)."""
     manifest = Path(manifest)
-    recordings = read_manifest(manifest, split)[:limit]
+    recordings = read_manifest(manifest, split, reciter)[:limit]
     if timings_path is None:
         default = manifest.parent / "alignments" / "alafasy-word-timings.json"
         timings_path = default if default.is_file() else None

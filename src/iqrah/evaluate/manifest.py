@@ -45,8 +45,9 @@ class Recording:
         return refs
 
 
-def read_manifest(path: str | Path, split: str | None = None) -> list[Recording]:
-    """Rows of ``path`` (file paths relative to its folder); ayah-0 rows (basmala only) skipped."""
+def read_manifest(path: str | Path, split: str | None = None, reciter: str | None = None) -> list[Recording]:
+    """Rows of ``path`` (file paths relative to its folder); ayah-0 rows (basmala only) skipped;
+    ``reciter`` keeps the rows whose reciter contains it (case-insensitive)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no manifest at {path}")
@@ -54,6 +55,8 @@ def read_manifest(path: str | Path, split: str | None = None) -> list[Recording]
     with open(path, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             if split and row.get("split") != split:
+                continue
+            if reciter and reciter.lower() not in row.get("reciter", "").lower():
                 continue
             if int(row["ayah"]) == 0 and not row.get("text"):
                 continue

@@ -133,10 +133,10 @@ def _group(rec: Recording) -> str:
 
 def evaluate_mutations(model: AcousticModel, manifest: str | Path, *, split: str | None = "dev",
                        seed: int = 0, limit: int | None = None, progress=None,
-                       settings: AnalyzeSettings | None = None) -> dict:
+                       settings: AnalyzeSettings | None = None, reciter: str | None = None) -> dict:
     settings = settings or AnalyzeSettings()
     manifest = Path(manifest)
-    recordings = read_manifest(manifest, split)[:limit]
+    recordings = read_manifest(manifest, split, reciter)[:limit]
     timings_path = manifest.parent / "alignments" / "alafasy-word-timings.json"
     timings = WordTimings(timings_path, "alafasy") if timings_path.is_file() else None
 
