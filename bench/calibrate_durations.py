@@ -33,6 +33,7 @@ def main() -> None:
     from iqrah.align.words import align_reference
     from iqrah.assess.content import Heard, check_content
     from iqrah.assess.findings import AssessmentContext
+    from iqrah.assess.shadda import single_letter_seconds
     from iqrah.audio import AudioError, decode_audio
     from iqrah.evaluate.manifest import read_manifest
 
@@ -60,6 +61,11 @@ def main() -> None:
         except AlignmentError:
             continue
         ctx = AssessmentContext(reference, aligned, audio, 16000)
+        singles, overall = single_letter_seconds(ctx)
+        for unit, _ in ctx.units_with("shadda"):
+            single = singles.get(unit.phonemes[0], overall)
+            if single and np.isfinite(aligned.core[unit.index]):
+                counts["shadda_ratio"].append(float(aligned.core[unit.index]) / single)
         for unit in reference.units[:-1]:  # the last unit runs into silence
             for rule in unit.rules:
                 if rule.family in ("madd", "ghunnah", "shadda"):

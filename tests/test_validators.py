@@ -114,3 +114,10 @@ def test_sifat_heads_report_a_ghunnah_without_nasality(ref):
     assert (finding.unit_index, finding.problem, finding.rule_tag) == (target.index, "not_nasal", "ghunnah:ikhfaa")
     unsure = {target.index: {"ghonna": SifaVerdict("maghnoon", "not_maghnoon", 0.6)}}
     assert check_sifat(ctx, unsure) == []
+
+
+def test_a_shadda_no_longer_than_the_single_letter_is_found(ref):
+    target = next(u for u in ref.units if any(r.family == "shadda" for r in u.rules))
+    ctx = synthetic_context(ref, lambda u: 0.7 if u.index == target.index else natural_counts(u))
+    [finding] = check_shadda(ctx)
+    assert (finding.unit_index, finding.problem) == (target.index, "not_held")

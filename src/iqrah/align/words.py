@@ -121,6 +121,7 @@ def align_reference(log_probs: np.ndarray, reference: Reference, vocab: Vocabula
                               held=sound[:, 1] - sound[:, 0], short_vowel=short_vowel, core=core)
 
 
+PAUSE_REACH_S = 0.25  # a sound runs at most this far into a gap between two spikes
 SHORT_VOWELS = frozenset("\u064e\u064f\u0650")  # fatha, damma, kasra
 MADD_LETTERS = frozenset("\u0627\u06e6\u06e5")  # alif, small yaa, small waw (the phonetizer's madd letters)
 
@@ -143,20 +144,22 @@ def _sound_spans(reference, vocab, ids, token_unit, starts, ends, reached, pad, 
     if edges is None:
         left = np.concatenate(([s[0] - pad], s[1:] - np.minimum(gaps / 2, pad)))
         right = np.concatenate((e[:-1] + np.minimum(gaps / 2, pad), [e[-1] + pad]))
-    else:  # split each gap at its middle, but no sound runs through silence
-        mid = (e[:-1] + s[1:]) / 2 - offset_s
-        right = np.array([edges.end_after(t - offset_s, m) for t, m in zip(e[:-1], mid)]
-                         + [edges.end_after(e[-1] - offset_s, e[-1] - offset_s + 1.0)]) + offset_s
-        left = np.array([edges.start_before(s[0] - offset_s, max(0.0, s[0] - offset_s - 1.0))]
-                        + [edges.start_before(t - offset_s, m) for t, m in zip(s[1:], mid)]) + offset_s
+    else:  # split each gap at its middle, but no sound runs through silence, nor far into a pause
+        limit = np.minimum(gaps / 2, PAUSE_REACH_S)  # (reverberation keeps a pause above silence)
+        rel_e, rel_s = e - offset_s, s - offset_s
+        right = np.array([edges.end_after(t, t + r) for t, r in zip(rel_e[:-1], limit)]
+                         + [edges.end_after(rel_e[-1], rel_e[-1] + PAUSE_REACH_S)]) + offset_s
+        left = np.array([edges.start_before(rel_s[0], max(0.0, rel_s[0] - PAUSE_REACH_S))]
+                        + [edges.start_before(t, t - r) for t, r in zip(rel_s[1:], limit)]) + offset_s
     chars = [vocab.tokens[ids[k]] for k in idx]
     units = token_unit[idx]
     for j, unit in enumerate(units):
         lo, hi = left[j], right[j]
         if chars[j] in MADD_LETTERS and j > 0 and chars[j - 1] in SHORT_VOWELS and units[j - 1] != unit:
             lo = left[j - 1]  # the madd lengthens the vowel before it
-        if np.isnan(core[unit]):
-            core[unit] = right[j] - left[j]
+        if np.isnan(core[unit]):  # the held letter: up to the spike of the vowel after it
+            has_vowel = j + 1 < len(chars) and units[j + 1] == unit and chars[j + 1] in SHORT_VOWELS
+            core[unit] = (s[j + 1] if has_vowel else right[j]) - left[j]
         sound[unit, 0] = lo if np.isnan(sound[unit, 0]) else min(sound[unit, 0], lo)
         sound[unit, 1] = hi if np.isnan(sound[unit, 1]) else max(sound[unit, 1], hi)
         nxt = chars[j + 1] if j + 1 < len(chars) else None

@@ -1,30 +1,53 @@
-"""Shadda: a doubled letter is held longer than the same syllable with a single letter.
+"""Shadda: a doubled letter is held longer than the same letter single.
 
-A doubled consonant with its vowel should last well over one count; held no longer than a plain
-short syllable, the doubling was dropped.
+Its held letter (up to its vowel) is compared with the same consonant in the reciter's plain
+consonant + short vowel syllables of the recording (or, without one, with all of them): both are
+measured the same way, so what the alignment does to stops and fricatives cancels out. Held no
+longer than a single one, the doubling was dropped.
 """
 
 from __future__ import annotations
 
-import math
+from collections import defaultdict
+
+import numpy as np
 
 from .findings import AssessmentContext, RuleFinding
+from .pace import is_short_syllable
 
-MIN_COUNTS = 0.6  # the doubled letter held under this many counts lost its shadda: ~p1 of correct ones (train)
-EXPECTED_COUNTS = 1.3  # median of correct doubled letters (train calibration)
-SIGMA_COUNTS = 0.4
+MIN_RATIO = 0.9  # doubled / single length under this: the shadda was not held
+EXPECTED_RATIO = 1.6
+
+
+def single_letter_seconds(ctx: AssessmentContext) -> tuple[dict[str, float], float | None]:
+    """Median held length of each consonant when single (CV syllables), and over all of them."""
+    core = ctx.alignment.core if ctx.alignment.core is not None else ctx.held
+    by_letter: dict[str, list[float]] = defaultdict(list)
+    for unit in ctx.reference.units:
+        if is_short_syllable(unit.phonemes) and np.isfinite(core[unit.index]):
+            by_letter[unit.phonemes[0]].append(float(core[unit.index]))
+    every = [v for values in by_letter.values() for v in values]
+    return ({k: float(np.median(v)) for k, v in by_letter.items()},
+            float(np.median(every)) if every else None)
 
 
 def check_shadda(ctx: AssessmentContext) -> list[RuleFinding]:
     findings = []
+    singles, overall = None, None
+    core = ctx.alignment.core if ctx.alignment.core is not None else ctx.held
     for unit, rule in ctx.units_with("shadda"):
-        counts = ctx.counts(unit.index, core=True)
-        if counts >= MIN_COUNTS:
+        if singles is None:
+            singles, overall = single_letter_seconds(ctx)
+        single = singles.get(unit.phonemes[0], overall)
+        if not single or not np.isfinite(core[unit.index]):
             continue
-        confidence = 1 - math.exp(-0.5 * ((EXPECTED_COUNTS - counts) / SIGMA_COUNTS) ** 2)
+        ratio = float(core[unit.index]) / single
+        if ratio >= MIN_RATIO:
+            continue
+        confidence = min(1.0, 0.6 + (MIN_RATIO - ratio) / MIN_RATIO)
         findings.append(RuleFinding(
             rule_tag=rule.tag, problem="not_held", unit_index=unit.index, word_index=unit.word_index,
-            time_range=ctx.span(unit.index), expected=EXPECTED_COUNTS, measured=round(counts, 1),
-            severity="minor", confidence=round(confidence, 3), name_en=rule.name_en,
-            name_ar=rule.name_ar))
+            time_range=ctx.span(unit.index), expected=f"{EXPECTED_RATIO}x the single letter",
+            measured=f"{ratio:.1f}x", severity="minor", confidence=round(confidence, 3),
+            name_en=rule.name_en, name_ar=rule.name_ar))
     return findings
