@@ -71,7 +71,7 @@ def test_a_short_monfasel_madd_is_found(ref):
 
 def test_a_stretched_natural_madd_is_found(ref):
     target = next(u for u in ref.units if any(r.kind == "natural" for r in u.rules))
-    ctx = synthetic_context(ref, lambda u: 4.0 if u.index == target.index else natural_counts(u))
+    ctx = synthetic_context(ref, lambda u: 5.0 if u.index == target.index else natural_counts(u))
     [finding] = check_madd(ctx)
     assert (finding.unit_index, finding.problem) == (target.index, "too_long")
 

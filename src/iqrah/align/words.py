@@ -52,7 +52,7 @@ class ReferenceAlignment:
     alignment: Alignment
     targets: Targets
     #: (n_units, 2) start and end (s) of each unit's sound (a madd with the short vowel it
-    #: lengthens), NaN where unknown; ``held`` is end - start
+    #: lengthens), NaN where unknown; ``held``: the seconds of sound inside (pauses excluded)
     sound: np.ndarray | None = None
     held: np.ndarray | None = None
     #: seconds of the short vowel of units that are one consonant + one short vowel, else NaN
@@ -115,10 +115,10 @@ def align_reference(log_probs: np.ndarray, reference: Reference, vocab: Vocabula
     edges = SoundEdges(audio, sample_rate) if audio is not None else None
     words = _word_timings(reference, word_of_token[chosen], result, reached, frame_seconds, offset_s,
                           edge_pad_s, edges)
-    sound, short_vowel, core = _sound_spans(reference, vocab, targets.ids[chosen], token_unit, starts, ends,
-                                            reached, edge_pad_s, edges, offset_s)
+    sound, held, short_vowel, core = _sound_spans(reference, vocab, targets.ids[chosen], token_unit, starts,
+                                                  ends, reached, edge_pad_s, edges, offset_s)
     return ReferenceAlignment(units=units, words=words, alignment=result, targets=targets, sound=sound,
-                              held=sound[:, 1] - sound[:, 0], short_vowel=short_vowel, core=core)
+                              held=held, short_vowel=short_vowel, core=core)
 
 
 PAUSE_REACH_S = 0.25  # a sound runs at most this far into a gap between two spikes
@@ -132,13 +132,15 @@ def _sound_spans(reference, vocab, ids, token_unit, starts, ends, reached, pad, 
     audio, at most ``pad`` to each side, so a pause does not count), and a madd unit starts with
     the short vowel it lengthens. A CTC spike says where a sound is, not how long,
     but the middles between spikes follow the sound boundaries closely enough to count harakat.
-    Returns the (n_units, 2) spans and each short syllable's vowel length (pace), NaN if unknown."""
+    Returns the (n_units, 2) spans, the seconds of sound inside them, each short syllable's vowel
+    length (pace) and each unit's held letter (up to its vowel), NaN where unknown."""
     sound = np.full((len(reference.units), 2), np.nan)
+    held = np.full(len(reference.units), np.nan)  # seconds of sound inside the span
     short_vowel = np.full(len(reference.units), np.nan)
     core = np.full(len(reference.units), np.nan)
     idx = np.flatnonzero(reached)
     if idx.size == 0:
-        return sound, short_vowel, core
+        return sound, held, short_vowel, core
     s, e = starts[idx], ends[idx]
     gaps = s[1:] - e[:-1]
     if edges is None:
@@ -155,8 +157,11 @@ def _sound_spans(reference, vocab, ids, token_unit, starts, ends, reached, pad, 
     units = token_unit[idx]
     for j, unit in enumerate(units):
         lo, hi = left[j], right[j]
+        inside = hi - lo
         if chars[j] in MADD_LETTERS and j > 0 and chars[j - 1] in SHORT_VOWELS and units[j - 1] != unit:
-            lo = left[j - 1]  # the madd lengthens the vowel before it
+            lo = left[j - 1]  # the madd lengthens the vowel before it (a pause between them does not count)
+            inside += right[j - 1] - left[j - 1]
+        held[unit] = inside if np.isnan(held[unit]) else held[unit] + inside
         if np.isnan(core[unit]):  # the held letter: up to the spike of the vowel after it
             has_vowel = j + 1 < len(chars) and units[j + 1] == unit and chars[j + 1] in SHORT_VOWELS
             core[unit] = (s[j + 1] if has_vowel else right[j]) - left[j]
@@ -166,7 +171,7 @@ def _sound_spans(reference, vocab, ids, token_unit, starts, ends, reached, pad, 
         if (chars[j] in SHORT_VOWELS and nxt is not None and nxt not in SHORT_VOWELS | MADD_LETTERS
                 and len(reference.units[unit].phonemes) == 2):
             short_vowel[unit] = right[j] - left[j]
-    return sound, short_vowel, core
+    return sound, held, short_vowel, core
 
 
 def _said(unit, token_unit, reached) -> bool:

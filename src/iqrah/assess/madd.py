@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .findings import AssessmentContext, RuleFinding
 
-NATURAL_TOO_LONG = 3.9  # counts; ~2 % of correct natural madds measure longer (train calibration)
+NATURAL_TOO_LONG = 4.5  # counts; ~2 % of correct natural madds measure longer (train calibration)
 LONG_TOO_SHORT = 2.8  # counts; a madd of 4-6 measured under this was held like a natural one
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from .findings import AssessmentContext, RuleFinding
 from .pace import is_short_syllable
 
-MIN_RATIO = 0.9  # doubled / single length under this: the shadda was not held
+MIN_RATIO = 0.75  # doubled / single length under this: the shadda was not held (~p2 of correct ones, train)
 EXPECTED_RATIO = 1.6
 
 
