@@ -28,6 +28,14 @@ class RuleFinding:
     name_en: str = ""
     name_ar: str = ""
 
+    @classmethod
+    def at(cls, ctx: "AssessmentContext", unit, rule, problem: str, *, expected, measured, severity: str,
+           confidence: float) -> "RuleFinding":
+        """A finding on ``unit`` for ``rule``, located where the unit sounds."""
+        return cls(rule_tag=rule.tag, problem=problem, unit_index=unit.index, word_index=unit.word_index,
+                   time_range=ctx.span(unit.index), expected=expected, measured=measured, severity=severity,
+                   confidence=round(float(confidence), 3), name_en=rule.name_en, name_ar=rule.name_ar)
+
 
 @dataclass
 class AssessmentContext:

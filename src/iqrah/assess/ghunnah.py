@@ -43,9 +43,7 @@ def check_ghunnah(ctx: AssessmentContext) -> list[RuleFinding]:
         if nasal > baseline:  # short by the alignment, but it sounded nasal: not enough to report
             continue
         confidence = 1 - math.exp(-0.5 * ((EXPECTED_COUNTS - counts) / SIGMA_COUNTS) ** 2)
-        findings.append(RuleFinding(
-            rule_tag=rule.tag, problem="too_short", unit_index=unit.index, word_index=unit.word_index,
-            time_range=ctx.span(unit.index), expected=EXPECTED_COUNTS, measured=round(counts, 1),
-            severity="major" if counts < 0.6 else "minor", confidence=round(confidence, 3),
-            name_en=rule.name_en, name_ar=rule.name_ar))
+        findings.append(RuleFinding.at(ctx, unit, rule, "too_short", expected=EXPECTED_COUNTS,
+                                       measured=round(counts, 1), severity="major" if counts < 0.6 else "minor",
+                                       confidence=confidence))
     return findings

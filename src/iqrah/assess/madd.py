@@ -28,9 +28,7 @@ def check_madd(ctx: AssessmentContext) -> list[RuleFinding]:
         else:
             continue
         confidence = min(1.0, 0.6 + excess)
-        findings.append(RuleFinding(
-            rule_tag=rule.tag, problem=problem, unit_index=unit.index, word_index=unit.word_index,
-            time_range=ctx.span(unit.index), expected=expected, measured=round(counts, 1),
-            severity="major" if abs(counts - expected) >= 2 else "minor", confidence=round(confidence, 3),
-            name_en=rule.name_en, name_ar=rule.name_ar))
+        findings.append(RuleFinding.at(ctx, unit, rule, problem, expected=expected, measured=round(counts, 1),
+                                       severity="major" if abs(counts - expected) >= 2 else "minor",
+                                       confidence=confidence))
     return findings

@@ -32,9 +32,6 @@ def check_qalqalah(ctx: AssessmentContext) -> list[RuleFinding]:
         if burst is None or burst >= MIN_BURST_DB:
             continue
         confidence = float(np.clip((MIN_BURST_DB - burst) / MIN_BURST_DB, 0.0, 1.0))
-        findings.append(RuleFinding(
-            rule_tag=rule.tag, problem="no_burst", unit_index=unit.index, word_index=unit.word_index,
-            time_range=ctx.span(unit.index), expected=f">= {MIN_BURST_DB:.0f} dB release",
-            measured=f"{burst:.1f} dB", severity="minor", confidence=round(confidence, 3),
-            name_en=rule.name_en, name_ar=rule.name_ar))
+        findings.append(RuleFinding.at(ctx, unit, rule, "no_burst", expected=f">= {MIN_BURST_DB:.0f} dB release",
+                                       measured=f"{burst:.1f} dB", severity="minor", confidence=confidence))
     return findings

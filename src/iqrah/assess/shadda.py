@@ -45,9 +45,6 @@ def check_shadda(ctx: AssessmentContext) -> list[RuleFinding]:
         if ratio >= MIN_RATIO:
             continue
         confidence = min(1.0, 0.6 + (MIN_RATIO - ratio) / MIN_RATIO)
-        findings.append(RuleFinding(
-            rule_tag=rule.tag, problem="not_held", unit_index=unit.index, word_index=unit.word_index,
-            time_range=ctx.span(unit.index), expected=f"{EXPECTED_RATIO}x the single letter",
-            measured=f"{ratio:.1f}x", severity="minor", confidence=round(confidence, 3),
-            name_en=rule.name_en, name_ar=rule.name_ar))
+        findings.append(RuleFinding.at(ctx, unit, rule, "not_held", expected=f"{EXPECTED_RATIO}x the single letter",
+                                       measured=f"{ratio:.1f}x", severity="minor", confidence=confidence))
     return findings

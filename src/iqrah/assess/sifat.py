@@ -59,8 +59,6 @@ def check_sifat(ctx: AssessmentContext, verdicts: dict[int, dict[str, SifaVerdic
             verdict = verdicts.get(unit.index, {}).get(level)
             if verdict is None or verdict.predicted == expected or verdict.probability < MIN_PROBABILITY:
                 continue
-            findings.append(RuleFinding(
-                rule_tag=rule.tag, problem=problem, unit_index=unit.index, word_index=unit.word_index,
-                time_range=ctx.span(unit.index), expected=expected, measured=verdict.predicted,
-                severity="minor", confidence=verdict.probability, name_en=rule.name_en, name_ar=rule.name_ar))
+            findings.append(RuleFinding.at(ctx, unit, rule, problem, expected=expected, measured=verdict.predicted,
+                                           severity="minor", confidence=verdict.probability))
     return findings

@@ -39,8 +39,6 @@ def check_waqf(ctx: AssessmentContext, heard: Heard, frame_seconds: float) -> li
             continue
         vowels = [c for c in after[last_letter + 1:] if c in SHORT_VOWELS]
         if vowels:
-            findings.append(RuleFinding(
-                rule_tag=WAQF.tag, problem="vowel_at_stop", unit_index=index, word_index=unit.word_index,
-                time_range=ctx.span(index), expected=unit.phonemes, measured=unit.phonemes + vowels[0],
-                severity="minor", confidence=0.7, name_en=WAQF.name_en, name_ar=WAQF.name_ar))
+            findings.append(RuleFinding.at(ctx, unit, WAQF, "vowel_at_stop", expected=unit.phonemes,
+                                           measured=unit.phonemes + vowels[0], severity="minor", confidence=0.7))
     return findings
