@@ -11,7 +11,7 @@ frequency and time masks (masked values set to 0, the per-utterance mean).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import soxr
@@ -42,7 +42,7 @@ class AugmentConfig:
         return asdict(self)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _filters():
     return {
         "phone": signal.butter(4, [300, 3400], btype="bandpass", fs=SR, output="sos"),

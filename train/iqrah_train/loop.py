@@ -51,6 +51,8 @@ def main(argv=None):
     ap.add_argument("--name", default="small")
     ap.add_argument("--minutes", type=float, default=60.0, help="time budget (drives the schedule)")
     ap.add_argument("--steps", type=int, default=0, help="fixed number of steps (overrides --minutes for the schedule)")
+    ap.add_argument("--stop-step", type=int, default=0,
+                    help="stop (and save) after this many steps although the schedule runs to --steps")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--warmup", type=int, default=300)
@@ -68,6 +70,8 @@ def main(argv=None):
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--limit-files", type=int, default=0, help="smoke tests: use only this many files")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from the weights of this checkpoint (a previous stage; fresh optimizer and schedule)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -94,11 +98,23 @@ def main(argv=None):
 
     state = {"step": 0, "epoch": 0, "batch": 0, "elapsed": 0.0, "total_steps": args.steps or 0,
              "audio_seconds": 0.0}
+    stages = []
+    if args.init is not None:
+        ck0 = torch.load(args.init, map_location="cpu", weights_only=False)
+        if ModelConfig(**ck0["config"]) != cfg:
+            raise SystemExit(f"{args.init}: model configuration differs")
+        model.load_state_dict(ck0["model"])
+        stages = ck0.get("stages", []) + [{"ckpt": str(args.init), "steps": ck0["state"]["step"],
+                                            "minutes": round(ck0["state"]["elapsed"] / 60, 1),
+                                            "audio_hours_seen": round(ck0["state"]["audio_seconds"] / 3600, 2),
+                                            "data": ck0["data"], "args": ck0["args"]}]
+        print(f"initialised from {args.init} (step {ck0['state']['step']})", flush=True)
     if args.resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         state = ck["state"]
+        stages = ck.get("stages", stages)
         if args.steps:
             state["total_steps"] = args.steps
         print(f"resumed from {ckpt_path} at step {state['step']}", flush=True)
@@ -110,11 +126,17 @@ def main(argv=None):
     (out / "config.json").write_text(json.dumps(header, ensure_ascii=False, indent=1), encoding="utf-8")
     print(f"{summary['files']} files, {summary['hours']} h; {header['parameters']:,} parameters", flush=True)
 
-    logf = open(log_path, "a", encoding="utf-8")
+    logf = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
     tty = sys.stdout.isatty()
     progress = None
     if tty:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                             TimeElapsedColumn(), TimeRemainingColumn())
         progress.start()
@@ -123,7 +145,7 @@ def main(argv=None):
     def checkpoint():
         save(ckpt_path, {"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
                          "config": cfg.to_dict(), "vocab": list(vocab.tokens), "seed": args.seed,
-                         "data": summary, "args": header["args"]})
+                         "data": summary, "args": header["args"], "stages": stages})
 
     model.train()
     t_start = time.time() - state["elapsed"]
@@ -146,7 +168,7 @@ def main(argv=None):
                 rate = step / elapsed if step > 0 else 3.0
                 state["total_steps"] = max(step + 1, int(rate * budget))
             total = state["total_steps"]
-            if step >= total or (not total_fixed and elapsed >= budget):
+            if step >= total or (not total_fixed and elapsed >= budget) or 0 < args.stop_step <= step:
                 done = True
                 break
             lr = lr_at(step, total, args.lr, args.warmup, args.final_lr_ratio)

@@ -52,7 +52,8 @@ def _decode(path: str) -> np.ndarray:
 
 
 def load_rows(manifest: Path, split: str, max_seconds: float) -> list[dict]:
-    rows = [r for r in csv.DictReader(open(manifest, encoding="utf-8")) if r["split"] == split]
+    with open(manifest, encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == split]
     return [r for r in rows if int(r["ayah"]) > 0 and float(r["duration_s"]) <= max_seconds]
 
 

@@ -18,7 +18,7 @@ from .signal import low_band_ratio
 
 EXPECTED_COUNTS = 2.0
 MEASURED_PER_COUNT = 1.0  # held ghunnah units cover the nasal sound and the vowel after it
-SHORT_AT = 0.85  # counts (held nasal alone) below which a ghunnah was cut: ~p1 of correct ones (train)
+SHORT_AT = 0.8  # counts (held nasal alone) below which a ghunnah was cut: ~p1 of correct ones (train)
 SIGMA_COUNTS = 0.6
 MIN_MEASURABLE_S = 0.05  # one 40 ms frame and a little: no duration can be read from it
 

@@ -1,0 +1,102 @@
+"""Greedy phoneme error rate of an exported ONNX model on the dev split, per reciter group.
+
+    PYTHONPATH=train python -m iqrah_train.evaluate --model src/iqrah/acoustic/assets/iqrah-small.onnx
+
+PER = Levenshtein distance between the greedy output and the reference phonemes, both with runs
+of the same symbol collapsed, over the reference length (pooled over the files of a group; the
+median per file is given too). The reference is the phonetizer's output for the labelled ayahs;
+for a first ayah of a surah (where a basmala may or may not be recited) the file is scored
+against both the reference with and without the basmala and the better one counts.
+Groups: Alafasy (unseen professional), RetaSy (non-native crowd), TLOG (crowd, phones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import time
+from pathlib import Path
+
+import Levenshtein
+
+from .data import collapse
+
+GROUPS = {"Mishary Alafasy": "Alafasy", "RetaSy": "RetaSy", "TLOG": "TLOG"}
+
+
+def group_of(reciter: str) -> str:
+    for key, name in GROUPS.items():
+        if reciter.startswith(key):
+            return name
+    return reciter
+
+
+def dev_references(manifest: Path, cache: Path | None = None) -> list[dict]:
+    if cache is not None and cache.exists():
+        return json.loads(cache.read_text(encoding="utf-8"))
+    from iqrah.quran import build_reference
+    root = manifest.resolve().parent
+    refs = []
+    with open(manifest, encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        if r["split"] != "dev" or int(r["ayah"]) == 0:
+            continue
+        a, b = int(r["ayah"]), int(r["ayah_end"])
+        spec = f"{r['surah']}:{a}" if a == b else f"{r['surah']}:{a}-{b}"
+        plain = build_reference(spec).phonemes
+        withb = build_reference(spec, include_basmala=True).phonemes
+        refs.append({"file": str(root / r["file"]), "group": group_of(r["reciter"]),
+                     "duration_s": float(r["duration_s"]),
+                     "refs": [collapse(plain)] + ([collapse(withb)] if withb != plain else [])})
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(refs, ensure_ascii=False), encoding="utf-8")
+    return refs
+
+
+def evaluate(model, refs: list[dict], audio_cache: dict | None = None) -> dict:
+    from iqrah.audio import decode_audio
+    per_group: dict[str, dict] = {}
+    t0 = time.time()
+    seconds = 0.0
+    for item in refs:
+        if audio_cache is not None and item["file"] in audio_cache:
+            audio = audio_cache[item["file"]]
+        else:
+            audio = decode_audio(item["file"])
+            if audio_cache is not None:
+                audio_cache[item["file"]] = audio
+        seconds += audio.size / 16000
+        hyp = collapse(model.vocab.greedy(model.log_probs(audio)))
+        dist, ref = min((Levenshtein.distance(hyp, r), r) for r in item["refs"])
+        g = per_group.setdefault(item["group"], {"edits": 0, "ref": 0, "files": []})
+        g["edits"] += dist
+        g["ref"] += len(ref)
+        g["files"].append(dist / max(1, len(ref)))
+    out = {}
+    for name, g in sorted(per_group.items()):
+        out[name] = {"per": round(100 * g["edits"] / g["ref"], 2),
+                     "median_file_per": round(100 * statistics.median(g["files"]), 2),
+                     "files": len(g["files"])}
+    out["_speed"] = {"audio_seconds": round(seconds, 1), "wall_seconds": round(time.time() - t0, 1)}
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=None, help="ONNX file (default: the bundled model)")
+    ap.add_argument("--manifest", type=Path, default=Path("../shared/recitations/manifest.csv"))
+    ap.add_argument("--cache", type=Path, default=Path("runs/data/dev_refs.json"))
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    from iqrah.acoustic.onnx_model import OnnxAcousticModel
+    model = OnnxAcousticModel(args.model, threads=args.threads)
+    res = evaluate(model, dev_references(args.manifest, args.cache))
+    print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
