@@ -49,7 +49,7 @@ async def client(url: str, audio: np.ndarray, spec: tuple[int, int], index: int)
         if ready["type"] != "ready":
             return {"client": index, "errors": [ready["data"]]}
         t0 = time.perf_counter()
-        done = asyncio.Event()
+        done, stopped = asyncio.Event(), asyncio.Event()
 
         async def reader():
             while True:
@@ -60,6 +60,9 @@ async def client(url: str, audio: np.ndarray, spec: tuple[int, int], index: int)
                     await ws.send(json.dumps({"type": "pong", "data": {}}))
                 elif kind == "error":
                     errors.append(data)
+                    if data.get("code") == "bad_audio" and stopped.is_set():
+                        done.set()  # e.g. no speech in this recording: the answer to stop
+                        return
                 if "audio_ms" in data and kind in ("partial", "word", "violation"):
                     sent = next((t for ms, t in sends if ms >= data["audio_ms"]), None)
                     if sent is not None:
@@ -77,6 +80,7 @@ async def client(url: str, audio: np.ndarray, spec: tuple[int, int], index: int)
             frame = pcm[i:i + chunk]
             sends.append((int((i + len(frame)) / 32), time.perf_counter()))
             await ws.send(frame)
+        stopped.set()
         await ws.send(json.dumps({"type": "stop", "data": {}}))
         await asyncio.wait_for(done.wait(), timeout=120)
         await task
