@@ -491,7 +491,8 @@ def info():
         model = load_model()
         card = getattr(model, "card", {})
         table.add_row("acoustic model", f"{card.get('name', 'bundled')} {card.get('version', '')}: "
-                      f"{card.get('parameters', '?')} parameters, {model.frame_seconds * 1000:.0f} ms frames")
+                      f"{card.get('parameters') or card.get('architecture', {}).get('parameters', '?'):,} parameters, "
+                      f"{model.frame_seconds * 1000:.0f} ms frames")
     except (FileNotFoundError, ValueError) as exc:
         table.add_row("acoustic model", f"[red]not available: {exc}[/]")
     console.print(table)
