@@ -49,7 +49,9 @@ class AnalyzeSettings:
     limits: AudioLimits = field(default_factory=AudioLimits)
 
 
-class _Stopwatch:
+class Stopwatch:
+    """Milliseconds spent per named stage (a stage entered twice adds up)."""
+
     def __init__(self):
         self.ms: dict[str, float] = {}
 
@@ -74,7 +76,7 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
         from .acoustic.registry import load_model
 
         model = load_model()
-    clock = _Stopwatch()
+    clock = Stopwatch()
     with clock.stage("decode"):
         samples = audio if isinstance(audio, np.ndarray) else decode_audio(audio, limits=settings.limits)
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
@@ -126,7 +128,7 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
             pace = {"harakah_s": round(overall.harakah_s, 3), "syllables": overall.samples}
     with clock.stage("report"):
         report = _build_report(spec, reference, model, samples, segments, content, gate_per, matches,
-                               aligned, findings, pace, settings, heard, offset_s, sifat_verdicts)
+                               aligned, findings, pace, settings, offset_s, sifat_verdicts)
     report.timings_ms = clock.ms
     return report
 
@@ -145,7 +147,7 @@ def _shift(heard: Heard, offset_s: float, frame_seconds: float) -> Heard:
 
 
 def _build_report(spec, reference, model, samples, segments, content, gate_per, matches, aligned,
-                  findings, pace, settings, heard, offset_s, sifat_verdicts) -> Report:
+                  findings, pace, settings, offset_s, sifat_verdicts) -> Report:
     frame_s = model.frame_seconds
     word_kind = {w: f.kind for f in content.findings if f.kind in ("missing", "substituted")
                  for w in f.word_indices}

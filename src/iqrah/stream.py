@@ -14,8 +14,6 @@ word whose verdict or boundaries that changes.
 
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -24,7 +22,7 @@ from Levenshtein import distance
 from .acoustic.base import AcousticModel
 from .align import AlignmentError
 from .align.words import align_reference, alignment_targets
-from .analyze import AnalyzeSettings, analyze
+from .analyze import AnalyzeSettings, Stopwatch, analyze
 from .assess.content import Heard
 from .assess.findings import AssessmentContext
 from .assess.ghunnah import check_ghunnah
@@ -82,8 +80,7 @@ class StreamingAnalyzer:
         self._samples = 0
         self._vad = VadStream()
         self._vad_offset = 0  # stream position where this VAD started (after a restore)
-        #: milliseconds spent per stage in the last feed() or finish(), for metrics
-        self.stage_ms: dict[str, float] = {}
+        self._clock = Stopwatch()  # the stages of the last feed() or finish()
         self._speech_from: int | None = None
         self._last_step = 0
         self.words: dict[int, WordState] = {}
@@ -100,7 +97,7 @@ class StreamingAnalyzer:
         if self.finished:
             raise RuntimeError("the stream is finished")
         pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
-        self.stage_ms = {}
+        self._clock = Stopwatch()
         if pcm.size == 0:
             return []
         if not np.all(np.isfinite(pcm)):
@@ -110,7 +107,7 @@ class StreamingAnalyzer:
                              "min limit of a session")
         self._chunks.append(pcm)
         self._samples += pcm.size
-        with self._stage("vad"):
+        with self._clock.stage("vad"):
             for segment in self._vad.feed(pcm):
                 self._note_speech(self._vad_offset + segment.start)
             if self._vad.speaking and self._speech_from is None:
@@ -126,7 +123,7 @@ class StreamingAnalyzer:
         self.finished = True
         audio = self.audio()
         report = analyze(audio, str(self.spec), self.settings, self.model)
-        self.stage_ms = dict(report.timings_ms)
+        self._clock.ms = dict(report.timings_ms)
         events = []
         for word in report.words:
             sent = self.words.get(word.index)
@@ -168,13 +165,10 @@ class StreamingAnalyzer:
         return self._chunks[0] if self._chunks else np.zeros(0, np.float32)
 
     # ---- work --------------------------------------------------------------------------
-    @contextmanager
-    def _stage(self, name: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.stage_ms[name] = self.stage_ms.get(name, 0.0) + (time.perf_counter() - start) * 1000
+    @property
+    def stage_ms(self) -> dict[str, float]:
+        """Milliseconds spent per stage in the last feed() or finish(), for metrics."""
+        return self._clock.ms
 
     def _note_speech(self, sample: int) -> None:
         if self._speech_from is None or sample < self._speech_from:
@@ -197,10 +191,10 @@ class StreamingAnalyzer:
         window = audio[int(start_s * SAMPLE_RATE):]
         if window.size < 0.3 * SAMPLE_RATE:
             return []
-        with self._stage("acoustic"):
+        with self._clock.stage("acoustic"):
             log_probs = self.model.log_probs(window)
         try:
-            with self._stage("align"):
+            with self._clock.stage("align"):
                 aligned = align_reference(log_probs, self.reference, self.model.vocab, self.model.frame_seconds,
                                           offset_s=start_s, audio=window, first_word=first_word, partial=True)
         except AlignmentError:
@@ -221,7 +215,7 @@ class StreamingAnalyzer:
                     sent.start, sent.end, sent.revision = timing.start, timing.end, sent.revision + 1
                     events.append(self._word_event(sent))
                 continue
-            with self._stage("assess"):
+            with self._clock.stage("assess"):
                 state, violations = self._judge(w, timing, aligned, audio, heard, heard_times)
             self.words[w] = state
             self.next_word = w + 1

@@ -20,16 +20,12 @@ from ..audio import AudioError, decode_audio
 from ..evaluate.manifest import read_manifest
 from ..evaluate.metrics import collapse_runs, phoneme_error_rate
 from .base import AcousticModel
+from .vocab import best_path
 
 
 def sifa_labels(level: str) -> tuple[str, ...]:
     """The English labels of a sifa level in the order of the model's token ids (from 1)."""
     return get_args(SifaOutput.model_fields[level].annotation)
-
-
-def greedy_ids(log_probs: np.ndarray) -> list[int]:
-    best = log_probs.argmax(axis=1)
-    return [int(b) for i, b in enumerate(best) if b != 0 and (i == 0 or b != best[i - 1])]
 
 
 def sifa_errors(sifat: dict[str, np.ndarray], reference) -> dict[str, tuple[int, int]]:
@@ -38,7 +34,7 @@ def sifa_errors(sifat: dict[str, np.ndarray], reference) -> dict[str, tuple[int,
     for level, log_probs in sifat.items():
         labels = sifa_labels(level)
         expected = "".join(chr(65 + labels.index(u.sifat[level])) for u in reference.units)
-        heard = "".join(chr(64 + i) for i in greedy_ids(log_probs))
+        heard = "".join(chr(64 + int(i)) for i in best_path(log_probs)[0])
         out[level] = (distance(heard, expected), len(expected))
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import astuple
 from functools import cache
 
+import numpy as np
 from quran_transcript import alphabet as alph
 
 BLANK = "<blank>"
@@ -18,6 +19,15 @@ BLANK = "<blank>"
 def phoneme_vocab() -> tuple[str, ...]:
     letters = tuple(dict.fromkeys(astuple(alph.phonetics)))
     return (BLANK, *letters)
+
+
+def best_path(log_probs, blank: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy CTC decoding: argmax per frame, repeats merged, blanks dropped.
+    Returns the token ids and the frame where each one fired."""
+    best = np.asarray(log_probs).argmax(axis=1)
+    fired = (best != blank) & np.concatenate(([True], best[1:] != best[:-1]))
+    frames = np.flatnonzero(fired)
+    return best[frames], frames
 
 
 class Vocabulary:
@@ -44,6 +54,4 @@ class Vocabulary:
 
     def greedy(self, log_probs) -> str:
         """Best-path decoding: argmax per frame, merge repeats, drop blanks."""
-        best = log_probs.argmax(axis=1)
-        keep = [int(b) for i, b in enumerate(best) if b != self.blank and (i == 0 or b != best[i - 1])]
-        return self.decode(keep)
+        return self.decode(best_path(log_probs, self.blank)[0])

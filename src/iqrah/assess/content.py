@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from Levenshtein import distance, opcodes
 
-from ..acoustic.vocab import Vocabulary
+from ..acoustic.vocab import Vocabulary, best_path
 from ..align.words import alignment_targets
 from ..quran import Reference
 
@@ -32,10 +32,8 @@ class Heard:
 
     @classmethod
     def from_log_probs(cls, log_probs: np.ndarray, vocab: Vocabulary) -> "Heard":
-        best = log_probs.argmax(axis=1)
-        keep = [t for t in range(best.size)
-                if best[t] != vocab.blank and (t == 0 or best[t] != best[t - 1])]
-        return cls(vocab.decode(best[keep]), np.array(keep, dtype=np.int64))
+        ids, frames = best_path(log_probs, vocab.blank)
+        return cls(vocab.decode(ids), frames.astype(np.int64))
 
 
 @dataclass(frozen=True)
