@@ -71,3 +71,75 @@ def test_phoneme_error_rate():
     assert phoneme_error_rate("اات", "ابت", collapse=False) == pytest.approx(1 / 3)
     assert phoneme_error_rate("ااابت", "ابت") == 0  # runs collapse
     assert phoneme_error_rate("", "ابت") == 1
+
+
+def plant_recitation(ref, vocab, heard_words, pause_after=()):
+    """Spikes for the reference words in the order ``heard_words`` (repeats allowed)."""
+    targets = alignment_targets(ref, vocab)
+    word_of_token = np.array([ref.units[u].word_index for u in targets.unit_of_token])
+    ids, spans, starts, ends, t = [], [], [], [], 10
+    for k, word in enumerate(heard_words):
+        starts.append(t)
+        for token in targets.ids[word_of_token == word]:
+            ids.append(token)
+            spans.append((t, t + 2))
+            t += 3
+        ends.append(t)
+        t += 15 if k in pause_after else 1
+    return planted_log_probs(ids, spans, t + 10, len(vocab)), starts, ends
+
+
+def test_a_restart_is_found_and_words_keep_their_first_occurrence():
+    ref = build_reference("1:2")
+    vocab = Vocabulary()
+    heard = [0, 1, 2, 1, 2, 3]  # stops after word 2, goes back to word 1
+    log_probs, starts, _ = plant_recitation(ref, vocab, heard, pause_after={2})
+    result = align_reference(log_probs, ref, vocab, FRAME)
+    assert result.recited == heard
+    assert result.restarts == [(1, 2)]
+    # a word starts where it was first said; word 2 ends where the recitation went on from it
+    for word, first in ((0, 0), (1, 1), (2, 2), (3, 5)):
+        assert result.words[word].start == pytest.approx(starts[first] * FRAME, abs=EDGE_PAD_S + 0.01)
+    assert result.words[2].end > starts[4] * FRAME
+    assert result.words[1].end < starts[2] * FRAME + 0.1
+    # the units of word 2 are timed in its second occurrence, the one followed by word 3
+    unit = ref.words[2].units[0]
+    assert result.units[unit].start == pytest.approx(starts[4] * FRAME, abs=0.1)
+    # without restarts the same audio forces every repeated word onto one occurrence
+    plain = align_reference(log_probs, ref, vocab, FRAME, restarts=False)
+    assert plain.recited == [0, 1, 2, 3] and plain.restarts == []
+
+
+def test_a_recitation_in_order_has_no_restart():
+    ref = build_reference("1:2")
+    vocab = Vocabulary()
+    log_probs, starts, _ = plant_recitation(ref, vocab, [0, 1, 2, 3])
+    result = align_reference(log_probs, ref, vocab, FRAME)
+    assert result.recited == [0, 1, 2, 3] and result.restarts == []
+    for word, first in zip(result.words[1:], starts[1:]):
+        assert word.start == pytest.approx(first * FRAME, abs=2 * FRAME)
+
+
+@pytest.mark.parametrize("pause_frames, reported", [(1, True), (15, False)])
+def test_a_restart_without_a_stop_is_a_repetition(pause_frames, reported):
+    from iqrah.assess.content import ContentResult, WordContent, add_alignment_repeats
+
+    ref = build_reference("1:2")
+    vocab = Vocabulary()
+    heard = [0, 1, 2, 2, 3]  # word 2 said twice
+    log_probs, starts, ends = plant_recitation(ref, vocab, heard, pause_after={2} if pause_frames > 1 else set())
+    # sound everywhere but in the pause (energy decides what a stop is)
+    audio = np.random.default_rng(1).normal(0, 0.1, log_probs.shape[0] * 640).astype(np.float32)
+    if pause_frames > 1:
+        audio[(ends[2] + 3) * 640:(starts[3] - 3) * 640] = 0
+    aligned = align_reference(log_probs, ref, vocab, FRAME, audio=audio)
+    assert aligned.recited == heard
+    (words, start, _, silence), = aligned.repeats()
+    assert (silence > 0.2) == (not reported)
+    assert words == [2] and start == pytest.approx(starts[3] * FRAME, abs=EDGE_PAD_S + 0.01)
+    content = ContentResult(per=0.0, words=[WordContent(w.index, w.phonemes, w.phonemes, 1, 0, 0)
+                                            for w in ref.words])
+    add_alignment_repeats(content, aligned, 0.0, FRAME)
+    kinds = [(f.kind, f.word_indices) for f in content.findings]
+    # straight back is a repetition; going back after a stop (ibtida') is not a mistake
+    assert kinds == ([("repeated", (2,))] if reported else [])

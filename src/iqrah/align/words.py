@@ -12,13 +12,14 @@ and ``edge_pad_s`` from each word when the gap is a pause.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..acoustic.vocab import Vocabulary
 from ..quran.reference import Reference
 from .ctc import Alignment, forced_align
+from .restarts import recited_words
 
 EDGE_PAD_S = 0.12  # how far a word extends into a long pause on either side
 
@@ -59,6 +60,33 @@ class ReferenceAlignment:
     short_vowel: np.ndarray | None = None
     #: seconds of each unit's first sound (the held letter of a ghunnah or shadda), NaN if unknown
     core: np.ndarray | None = None
+    #: word indices in the order they were heard: a word said again after a restart comes twice
+    recited: list[int] | None = None
+    #: the timing of each entry of ``recited`` (its ``index`` is the position in ``recited``)
+    heard: list[Timing] | None = None
+    #: (first spike start, last spike end) of each entry of ``recited``, seconds (NaN: not reached)
+    heard_spikes: np.ndarray | None = None
+    #: the longest silence (s) between each entry of ``recited`` and the one before (NaN: no audio)
+    silence_before: np.ndarray | None = None
+
+    @property
+    def restarts(self) -> list[tuple[int, int]]:
+        """(restarted at word, after word) for each time the reciter went back."""
+        seq = self.recited or []
+        return [(b, a) for a, b in zip(seq, seq[1:]) if b <= a]
+
+    def repeats(self) -> list[tuple[list[int], float, float, float]]:
+        """For each restart: the words said again, when they were said again (start, end), and
+        the longest silence just before the restart (seconds; NaN when aligned without audio)."""
+        seq, heard = self.recited or [], self.heard or []
+        silence = self.silence_before if self.silence_before is not None else np.full(len(seq), np.nan)
+        found = []
+        for p in range(1, len(seq)):
+            if seq[p] <= seq[p - 1]:
+                again = list(range(seq[p], seq[p - 1] + 1))
+                end = heard[min(p + len(again) - 1, len(heard) - 1)].end
+                found.append((again, heard[p].start, end, float(silence[p])))
+        return found
 
 
 def alignment_targets(reference: Reference, vocab: Vocabulary, collapse: bool = True) -> Targets:
@@ -80,7 +108,7 @@ def align_reference(log_probs: np.ndarray, reference: Reference, vocab: Vocabula
                     frame_seconds: float, *, collapse: bool = True, offset_s: float = 0.0,
                     edge_pad_s: float = EDGE_PAD_S, audio: np.ndarray | None = None,
                     sample_rate: int = 16_000, first_word: int = 0,
-                    partial: bool = False) -> ReferenceAlignment:
+                    partial: bool = False, restarts: bool = True) -> ReferenceAlignment:
     """Align ``reference`` to ``log_probs``; times are seconds from ``offset_s``.
 
     With ``audio`` (the samples the log-probs were computed from), a word that starts after or
@@ -88,11 +116,42 @@ def align_reference(log_probs: np.ndarray, reference: Reference, vocab: Vocabula
     instead of by a fixed ``edge_pad_s``. ``first_word`` aligns only the words from there on, and
     ``partial`` lets the audio end before the reference does (a live stream); units and words not
     aligned get NaN times. Raises AlignmentError when the audio is too short for a full alignment.
+
+    With ``restarts`` the reciter may go back and say words again (see ``restarts.py``): a word
+    then starts where it was first said and ends where the recitation went on from it (the
+    occurrence followed by the next word), and its units are timed in that occurrence.
     """
     targets = alignment_targets(reference, vocab, collapse)
     word_of_token = np.array([reference.units[u].word_index for u in targets.unit_of_token])
     chosen = np.flatnonzero(word_of_token >= first_word)
-    result = forced_align(log_probs, targets.ids[chosen], blank=vocab.blank, partial=partial)
+    ids, chosen_words = targets.ids[chosen], word_of_token[chosen]
+    recited = (recited_words(log_probs, ids, chosen_words, vocab.blank, partial=partial)
+               if restarts and chosen.size else sorted(set(chosen_words.tolist())))
+    # every word as often as it was heard: tokens of each heard word, in the order heard
+    token_slices = {w: np.flatnonzero(chosen_words == w) for w in set(recited)}
+    heard = np.concatenate([token_slices[w] for w in recited]) if recited else np.zeros(0, np.int64)
+    visit_of_token = np.repeat(np.arange(len(recited)), [token_slices[w].size for w in recited])
+    heard_result = forced_align(log_probs, ids[heard], blank=vocab.blank, partial=partial)
+    heard_reached = heard_result.starts >= 0
+    edges = SoundEdges(audio, sample_rate) if audio is not None else None
+    visits = _word_timings(len(recited), visit_of_token, heard_result, heard_reached, frame_seconds,
+                           offset_s, edge_pad_s, edges)
+    kept = _kept_visits(recited)
+    spikes = np.full((len(recited), 2), np.nan)
+    for visit in range(len(recited)):
+        mine = np.flatnonzero((visit_of_token == visit) & heard_reached)
+        if mine.size:
+            spikes[visit] = (offset_s + heard_result.starts[mine[0]] * frame_seconds,
+                             offset_s + heard_result.ends[mine[-1]] * frame_seconds)
+    silence = np.full(len(recited), np.nan)
+    if edges is not None:
+        for visit in range(1, len(recited)):
+            silence[visit] = edges.longest_silence(spikes[visit - 1, 1] - offset_s, spikes[visit, 0] - offset_s)
+    # units and sounds come from the occurrence the recitation went on from
+    heard_index = np.full(chosen.size, -1, dtype=np.int64)
+    for word, visit in kept.items():
+        heard_index[token_slices[word]] = np.flatnonzero(visit_of_token == visit)
+    result = _select(heard_result, heard_index)
     reached = result.starts >= 0
     starts = offset_s + result.starts * frame_seconds
     ends = offset_s + result.ends * frame_seconds
@@ -112,13 +171,13 @@ def align_reference(log_probs: np.ndarray, reference: Reference, vocab: Vocabula
         else:
             units.append(Timing(unit.index, np.nan, np.nan, 0.0, 0.0))
 
-    edges = SoundEdges(audio, sample_rate) if audio is not None else None
-    words = _word_timings(reference, word_of_token[chosen], result, reached, frame_seconds, offset_s,
-                          edge_pad_s, edges)
-    sound, held, short_vowel, core = _sound_spans(reference, vocab, targets.ids[chosen], token_unit, starts,
+    words = _reference_word_timings(reference, recited, kept, visits)
+    sound, held, short_vowel, core = _sound_spans(reference, vocab, ids, token_unit, starts,
                                                   ends, reached, edge_pad_s, edges, offset_s)
     return ReferenceAlignment(units=units, words=words, alignment=result, targets=targets, sound=sound,
-                              held=held, short_vowel=short_vowel, core=core)
+                              held=held, short_vowel=short_vowel, core=core, recited=recited,
+                              heard=visits, heard_spikes=spikes,
+                              silence_before=silence)
 
 
 PAUSE_REACH_S = 0.25  # a sound runs at most this far into a gap between two spikes
@@ -203,6 +262,17 @@ class SoundEdges:
             f -= 1
         return f * self.HOP_S
 
+    def longest_silence(self, a: float, b: float) -> float:
+        """The longest run of silence between ``a`` and ``b`` (seconds; 0 if none or unknown)."""
+        if not (np.isfinite(a) and np.isfinite(b)) or b <= a:
+            return 0.0
+        quiet = self.db[int(a / self.HOP_S): int(np.ceil(b / self.HOP_S))] <= self.floor
+        best = run = 0
+        for q in quiet:
+            run = run + 1 if q else 0
+            best = max(best, run)
+        return best * self.HOP_S
+
     def end_after(self, t: float, limit: float) -> float:
         """Walk on from ``t`` while there is sound, not past ``limit``."""
         f, stop = int(np.ceil(t / self.HOP_S)), min(self.db.size, int(limit / self.HOP_S))
@@ -211,19 +281,20 @@ class SoundEdges:
         return f * self.HOP_S
 
 
-def _word_timings(reference, word_of_token, result, reached, frame_seconds, offset_s, edge_pad_s,
+def _word_timings(n_words, word_of_token, result, reached, frame_seconds, offset_s, edge_pad_s,
                   edges=None):
+    """Timing of words ``0..n_words-1`` (here: each occurrence of a word heard) from the spikes."""
     starts = result.starts * frame_seconds
     ends = result.ends * frame_seconds
     gap_starts = result.blank_before * frame_seconds
     audio_end = result.num_frames * frame_seconds
     words = []
-    for word in reference.words:
-        mine = np.flatnonzero((word_of_token == word.index) & reached)
+    for index in range(n_words):
+        mine = np.flatnonzero((word_of_token == index) & reached)
         if not mine.size:
-            said_later = np.flatnonzero((word_of_token > word.index) & reached)
+            said_later = np.flatnonzero((word_of_token > index) & reached)
             at = words[-1].end if words and said_later.size else np.nan
-            words.append(Timing(word.index, at, at, 0.0, 0.0))
+            words.append(Timing(index, at, at, 0.0, 0.0))
             continue
         first, last = mine[0], mine[-1]
         gap_start, sound_start = float(gap_starts[first]), float(starts[first])
@@ -242,6 +313,51 @@ def _word_timings(reference, word_of_token, result, reached, frame_seconds, offs
             latest = next_start if next_start is not None else audio_end
             end = edges.end_after(sound_end, latest) if edges else min(sound_end + edge_pad_s, latest)
         tokens = slice(first, last + 1)
-        words.append(Timing(word.index, offset_s + start, offset_s + end,
+        words.append(Timing(index, offset_s + start, offset_s + end,
                             float(result.mean_posterior[tokens].mean()), float(result.gop[tokens].mean())))
+    return words
+
+
+def _kept_visits(recited: list[int]) -> dict[int, int]:
+    """For each word heard, the occurrence (position in ``recited``) the recitation went on from:
+    its last occurrence before the next word was first heard (its last one if nothing follows)."""
+    first_heard: dict[int, int] = {}
+    for position, word in enumerate(recited):
+        first_heard.setdefault(word, position)
+    kept: dict[int, int] = {}
+    for position, word in enumerate(recited):
+        following = first_heard.get(word + 1)
+        if following is None or position < following:
+            kept[word] = position
+    return dict(sorted(kept.items()))
+
+
+def _select(result: Alignment, index: np.ndarray) -> Alignment:
+    """The alignment of some of its tokens (in time order); index -1: a token not heard."""
+    heard = index >= 0
+    at = np.where(heard, index, 0)
+
+    def pick(values, missing):
+        return np.where(heard, values[at], missing).astype(values.dtype)
+
+    return replace(result, tokens=result.tokens[at], starts=pick(result.starts, -1), ends=pick(result.ends, 0),
+                   blank_before=pick(result.blank_before, -1), mean_posterior=pick(result.mean_posterior, 0),
+                   gop=pick(result.gop, 0), num_aligned=int(np.count_nonzero(pick(result.starts, -1) >= 0)))
+
+
+def _reference_word_timings(reference, recited, kept, visits) -> list[Timing]:
+    """A word starts where it was first heard and ends where the recitation went on from it; its
+    confidence is that of the occurrence kept. Words not heard (a partial stream) get NaN."""
+    first_heard: dict[int, int] = {}
+    for position, word in enumerate(recited):
+        first_heard.setdefault(word, position)
+    words: list[Timing] = []
+    for word in reference.words:
+        if word.index not in kept:  # not heard yet, or all its letters merged into the word before
+            said_later = any(w > word.index for w in kept)
+            at = words[-1].end if words and said_later else np.nan
+            words.append(Timing(word.index, at, at, 0.0, 0.0))
+            continue
+        first, last = visits[first_heard[word.index]], visits[kept[word.index]]
+        words.append(Timing(word.index, first.start, last.end, last.posterior, last.gop))
     return words
