@@ -6,6 +6,11 @@ stretch back to the tempo), random gain, synthetic reverberation (exponentially 
 impulse response), band-limiting (telephone 300-3400 Hz band-pass or 4 kHz low-pass, as codecs
 and phones do) and additive white/pink/brown noise at a random SNR. Spectrogram: SpecAugment
 frequency and time masks (masked values set to 0, the per-utterance mean).
+
+``VOICES`` is a second preset for voices unlike the 8 adult male reciters of the train split
+(women, children, non-native speakers, phones): an STFT-domain voice change that moves the
+formants (vocal-tract length) and the pitch independently, random-cutoff band-limiting with a
+spectral tilt, and more noise. The default ``AugmentConfig()`` is unchanged (the documented recipe).
 """
 
 from __future__ import annotations
@@ -37,9 +42,23 @@ class AugmentConfig:
     time_mask_every: int = 120  # one time mask per this many frames
     time_width: int = 15
     time_max_fraction: float = 0.15
+    # voice change (off by default): formants scaled by ``formant``, F0 by ``f0``, both log-uniform
+    p_voice: float = 0.0
+    formant: tuple[float, float] = (0.85, 1.25)
+    f0: tuple[float, float] = (0.8, 2.2)
+    # band-limiting with random cutoffs and a random spectral tilt instead of the three fixed filters
+    random_band: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: Wider voices and channels: women/children have 15-30 % higher formants and up to 2-3x the F0 of
+#: the train reciters, crowd recordings are phones and laptops in ordinary rooms.
+VOICES = AugmentConfig(p_speed=0.5, speed=(0.85, 1.15), p_pitch=0.0, p_voice=0.6, formant=(0.85, 1.25),
+                       f0=(0.8, 2.2), p_reverb=0.25, rt60=(0.1, 0.7), p_band=0.4, random_band=True,
+                       p_noise=0.5, snr_db=(3.0, 30.0))
+PRESETS = {"default": AugmentConfig(), "voices": VOICES}
 
 
 @cache
@@ -71,6 +90,92 @@ def pitch_shift(audio: np.ndarray, factor: float) -> np.ndarray:
     return np.interp(pos, np.arange(y.size), y).astype(np.float32)
 
 
+_NFFT, _HOP = 512, 128
+
+
+def _log_uniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
+    return float(np.exp(rng.uniform(np.log(lo_hi[0]), np.log(lo_hi[1]))))
+
+
+def voice_change(audio: np.ndarray, formant: float, f0: float) -> np.ndarray:
+    """Scale the formants by ``formant`` and the pitch by ``f0``, keeping the duration.
+
+    Why: the train split has only adult male reciters; women and children have shorter vocal
+    tracts (higher formants) and higher F0. Per STFT frame (32 ms, hop 8 ms) the log magnitude is
+    split by cepstral liftering into a smooth envelope (vocal tract) and the fine structure
+    (harmonics); the envelope is stretched by ``formant`` and the fine structure by ``f0`` along
+    frequency. Phases follow a phase vocoder: each output bin takes the instantaneous frequency of
+    its source bin times ``f0``, accumulated over frames. Crude (a little phasiness), but the model
+    only sees 25 ms log-mel frames, and it costs a few ms per second of audio.
+    """
+    n = audio.size
+    if n < _NFFT:
+        return audio
+    win = np.hanning(_NFFT + 1)[:-1].astype(np.float32)
+    pad = np.concatenate([np.zeros(_NFFT, np.float32), audio, np.zeros(_NFFT, np.float32)])
+    frames = np.lib.stride_tricks.sliding_window_view(pad, _NFFT)[::_HOP] * win
+    spec = np.fft.rfft(frames, axis=1)
+    mag = np.abs(spec) + 1e-7
+    logm = np.log(mag)
+    nb = logm.shape[1]
+    cep = np.fft.irfft(logm, n=_NFFT, axis=1)
+    lifter = 24  # 1.5 ms: below the period of any F0 up to ~650 Hz
+    cep[:, lifter:-lifter] = 0.0
+    env = np.fft.rfft(cep, axis=1).real[:, :nb]
+    fine = logm - env
+    bins = np.arange(nb, dtype=np.float64)
+
+    def warp(x: np.ndarray, factor: float) -> np.ndarray:  # out(f) = x(f / factor), edges held
+        src = bins / factor
+        lo = np.clip(np.floor(src).astype(int), 0, nb - 1)
+        hi = np.clip(lo + 1, 0, nb - 1)
+        w = np.clip(src - lo, 0.0, 1.0)
+        return x[:, lo] * (1 - w) + x[:, hi] * w
+
+    new_env = warp(env, formant)
+    new_fine = warp(fine, f0)
+    src = bins / f0
+    beyond = src > nb - 1
+    new_fine[:, beyond] = fine.min()  # no harmonics above the source's Nyquist
+    # phase vocoder: instantaneous frequency of the (nearest) source bin, times f0
+    phase = np.angle(spec)
+    expected = 2 * np.pi * _HOP * bins / _NFFT
+    dphi = np.diff(phase, axis=0, prepend=phase[:1]) - expected
+    dphi = (dphi + np.pi) % (2 * np.pi) - np.pi
+    inst = expected + dphi  # radians per hop
+    k = np.clip(np.rint(src).astype(int), 0, nb - 1)
+    new_phase = np.cumsum(inst[:, k] * f0, axis=0)
+    out = np.exp(new_env + new_fine) * np.exp(1j * new_phase)
+    y_frames = np.fft.irfft(out, n=_NFFT, axis=1) * win
+    y = np.zeros(pad.size, np.float64)
+    norm = np.zeros(pad.size, np.float64)
+    for j in range(_NFFT // _HOP):  # overlap-add, vectorised per phase of the hop
+        part = y_frames[j::_NFFT // _HOP]
+        starts = (np.arange(part.shape[0]) * (_NFFT // _HOP) + j) * _HOP
+        m = part.shape[0]
+        if m == 0:
+            continue
+        seg = y[starts[0] : starts[0] + m * _NFFT].reshape(m, _NFFT)
+        seg += part
+        nseg = norm[starts[0] : starts[0] + m * _NFFT].reshape(m, _NFFT)
+        nseg += win**2
+    y = (y / np.maximum(norm, 1e-3))[_NFFT : _NFFT + n]
+    return (y * (_rms(audio) / _rms(y))).astype(np.float32)
+
+
+def random_band(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Band-pass with random cutoffs (high-pass 50-400 Hz, low-pass 2.8-7 kHz) and a random
+    first-order spectral tilt: phones, laptop microphones and codecs each colour the voice
+    differently, and the crowd dev groups are recorded that way."""
+    lo = _log_uniform(rng, (50.0, 400.0))
+    hi = _log_uniform(rng, (2800.0, 7000.0))
+    sos = signal.butter(int(rng.integers(2, 5)), [lo, hi], btype="bandpass", fs=SR, output="sos")
+    x = signal.sosfilt(sos, audio)
+    a = rng.uniform(-0.7, 0.7)  # > 0: brighter (pre-emphasis), < 0: duller
+    x = signal.lfilter([1.0, -a], [1.0], x) if a > 0 else signal.lfilter([1.0 + a], [1.0, a], x)
+    return (x * (_rms(audio) / _rms(x))).astype(np.float32)
+
+
 def reverb(audio: np.ndarray, rng: np.random.Generator, rt60: float) -> np.ndarray:
     n = max(1, int(rt60 * SR))
     t = np.arange(n) / SR
@@ -97,11 +202,16 @@ def augment_audio(audio: np.ndarray, rng: np.random.Generator, cfg: AugmentConfi
         x = speed(x, rng.uniform(*cfg.speed))
     if rng.random() < cfg.p_pitch:
         x = pitch_shift(x, rng.uniform(*cfg.pitch))
+    if cfg.p_voice > 0 and rng.random() < cfg.p_voice:
+        x = voice_change(x, _log_uniform(rng, cfg.formant), _log_uniform(rng, cfg.f0))
     if rng.random() < cfg.p_reverb:
         x = reverb(x, rng, rng.uniform(*cfg.rt60))
     if rng.random() < cfg.p_band:
-        name = ("phone", "lowpass4k", "lowpass3k")[rng.integers(3)]
-        x = signal.sosfilt(_filters()[name], x).astype(np.float32)
+        if cfg.random_band:
+            x = random_band(x, rng)
+        else:
+            name = ("phone", "lowpass4k", "lowpass3k")[rng.integers(3)]
+            x = signal.sosfilt(_filters()[name], x).astype(np.float32)
     if rng.random() < cfg.p_noise:
         noise = coloured_noise(x.size, rng)
         snr = rng.uniform(*cfg.snr_db)

@@ -69,7 +69,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", type=Path, default=Path("runs/small/last.pt"))
     ap.add_argument("--manifest", type=Path, default=Path("../shared/recitations/manifest.csv"))
-    ap.add_argument("--assets", type=Path, default=ASSETS)
+    ap.add_argument("--assets", type=Path, default=ASSETS,
+                    help="where to ship iqrah-small.onnx + iqrah-small.json (e.g. runs/<name>/ship to try a "
+                         "model without replacing the bundled one)")
     ap.add_argument("--max-int8-loss", type=float, default=1.0)
     ap.add_argument("--no-eval", action="store_true")
     ap.add_argument("--threads", type=int, default=2)

@@ -26,7 +26,7 @@ import torch
 from iqrah.acoustic import Vocabulary
 from iqrah.acoustic.features import DEFAULT_FEATURES
 
-from .augment import AugmentConfig
+from .augment import PRESETS
 from .data import BatchStream, TrainData
 from .model import Conformer, ModelConfig, count_parameters, out_frames
 
@@ -62,6 +62,11 @@ def main(argv=None):
     ap.add_argument("--batch-seconds", type=float, default=35.0)
     ap.add_argument("--max-seconds", type=float, default=20.0)
     ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--augment", choices=sorted(PRESETS), default="default",
+                    help="augmentation preset: default (the recipe's), voices (formant/pitch change, random "
+                         "band-limiting, more noise: for voices unlike the train reciters)")
+    ap.add_argument("--start-epoch", type=int, default=0,
+                    help="first epoch of a fresh run; 1 skips the epoch-0 curriculum (fine-tuning with --init)")
     ap.add_argument("--wave-aug-from-epoch", type=int, default=1,
                     help="waveform augmentation from this epoch on (SpecAugment always)")
     ap.add_argument("--threads", type=int, default=2)
@@ -93,10 +98,10 @@ def main(argv=None):
     model = Conformer(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98),
                             weight_decay=args.weight_decay)
-    aug = None if args.no_augment else AugmentConfig()
+    aug = None if args.no_augment else PRESETS[args.augment]
     ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
 
-    state = {"step": 0, "epoch": 0, "batch": 0, "elapsed": 0.0, "total_steps": args.steps or 0,
+    state = {"step": 0, "epoch": args.start_epoch, "batch": 0, "elapsed": 0.0, "total_steps": args.steps or 0,
              "audio_seconds": 0.0}
     stages = []
     if args.init is not None:
