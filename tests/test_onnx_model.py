@@ -39,6 +39,9 @@ def test_card_and_vocabulary(model):
     assert model.vocab.tokens == Vocabulary().tokens
     assert model.frame_seconds == pytest.approx(0.04)
     assert card["architecture"]["parameters"] > 0
+    # analyze's content gate for this model (set on the train split): without it every ayah whose
+    # free decoding is above the 8 % default would skip the tajweed checks
+    assert 0.08 < card["gate_per"] < 1
     assert ASSET.stat().st_size <= 15 * 1024 * 1024
 
 

@@ -135,6 +135,11 @@ def main(argv=None):
                        "int8_worst_loss_pp": round(worst, 2)}
     card["precision"] = "int8 (dynamic quantization, onnxruntime)" if chosen == int8 else "fp32"
     card["bytes"] = chosen.stat().st_size
+    # the analysis gate is set on the train split (not by this export): keep the bundled card's
+    shipped = Path(__file__).resolve().parents[2] / "src/iqrah/acoustic/assets/iqrah-small.json"
+    if shipped.is_file():
+        for key in ("gate_per", "gate_per_note"):
+            card.setdefault(key, json.loads(shipped.read_text(encoding="utf-8")).get(key))
     args.assets.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(chosen, args.assets / "iqrah-small.onnx")
     (args.assets / "iqrah-small.json").write_text(json.dumps(card, ensure_ascii=False, indent=1) + "\n",

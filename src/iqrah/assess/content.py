@@ -160,7 +160,8 @@ def add_alignment_repeats(content: ContentResult, aligned, offset_s: float, fram
         frames = (max(0, int(round((start - offset_s) / frame_s))), int(round((end - offset_s) / frame_s)))
         overlapping = [f for f in content.findings if f.kind in ("repeated", "extra") and f.frames
                        and f.frames[0] <= frames[1] and frames[0] <= f.frames[1]]
-        if any(f.kind == "repeated" for f in overlapping):
+        if any(f.kind == "repeated" for f in overlapping) or any(
+                f.kind == "repeated" and set(f.word_indices) & set(words) for f in content.findings):
             continue
         for finding in overlapping:
             content.findings.remove(finding)
