@@ -80,7 +80,7 @@ def backends(folder: Path, onnx_fp32: Path, onnx_int8: Path, threads: int):
 def peak_memory(kind: str, folder: Path, onnx_path: Path, seconds: float, threads: int) -> float:
     """Peak RSS (MB) of a fresh process running one ``seconds`` window."""
     code = f"""
-import resource, numpy as np, sys
+import numpy as np, sys
 sys.path.insert(0, {str(Path(__file__).resolve().parents[1] / 'src')!r})
 audio = (np.random.default_rng(0).standard_normal(int({seconds} * 16000)) * 0.1).astype(np.float32)
 if {kind!r} == "torch":
@@ -91,7 +91,8 @@ if {kind!r} == "torch":
 else:
     from iqrah.acoustic.muaalem import MuaalemOnnxModel
     MuaalemOnnxModel({str(onnx_path)!r}, threads={threads}, window_s=30).all_log_probs(audio)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM: this process's own peak (ru_maxrss would carry the parent's peak over fork + exec)
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return round(float(out.stdout.strip().splitlines()[-1]), 0)
