@@ -88,8 +88,9 @@ def forced_align(log_probs: np.ndarray, tokens, blank: int = 0, *, partial: bool
 
 
 @numba.njit(cache=True, nogil=True)
-def _viterbi(log_probs, tokens, blank, partial):
-    n_frames = log_probs.shape[0]
+def trellis(tokens, blank):
+    """The 2S+1 state labels (blank, token, blank, ...) and the states a path may reach by
+    skipping the blank before them (not between two equal tokens)."""
     n_states = 2 * tokens.size + 1
     ext = np.full(n_states, blank, dtype=np.int64)
     for i in range(tokens.size):
@@ -97,6 +98,25 @@ def _viterbi(log_probs, tokens, blank, partial):
     can_skip = np.zeros(n_states, dtype=np.bool_)
     for s in range(3, n_states, 2):
         can_skip[s] = ext[s] != ext[s - 2]
+    return ext, can_skip
+
+
+@numba.njit(cache=True, nogil=True)
+def end_state(final, partial):
+    """Where the best path ends: the last token or the blank after it, or anywhere if partial."""
+    last = final.size - 1
+    if partial:
+        return int(np.argmax(final))
+    if final.size >= 2 and final[last - 1] > final[last]:
+        return last - 1
+    return last
+
+
+@numba.njit(cache=True, nogil=True)
+def _viterbi(log_probs, tokens, blank, partial):
+    n_frames = log_probs.shape[0]
+    ext, can_skip = trellis(tokens, blank)
+    n_states = ext.size
 
     neg_inf = -np.inf
     prev = np.full(n_states, neg_inf)
@@ -107,7 +127,7 @@ def _viterbi(log_probs, tokens, blank, partial):
     for t in range(1, n_frames):
         # states that cannot reach the end in the frames left, or be reached yet, stay -inf
         for s in range(n_states):
-            best = prev[s]
+            best = prev[s]  # stay, come from the state before, or skip a blank
             step = 0
             if s >= 1 and prev[s - 1] > best:
                 best = prev[s - 1]
@@ -119,11 +139,7 @@ def _viterbi(log_probs, tokens, blank, partial):
             back[t, s] = step
         prev, cur = cur, prev
 
-    last = n_states - 1
-    if partial:
-        last = int(np.argmax(prev))
-    elif n_states >= 2 and prev[n_states - 2] > prev[last]:
-        last = n_states - 2
+    last = end_state(prev, partial)
     score = prev[last]
     path = np.empty(n_frames, dtype=np.int64)
     s = last

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .ctc import min_frames
+from .ctc import end_state, min_frames, trellis
 
 RESTART_PENALTY = 20.0  # nats per restart; an honest repeat of one word saves far more
 
@@ -64,14 +64,9 @@ def _word_sequence(path: np.ndarray, first_token: np.ndarray, last_token: np.nda
 @numba.njit(cache=True, nogil=True)
 def _viterbi_with_restarts(log_probs, tokens, blank, partial, first_token, last_token, penalty):
     n_frames = log_probs.shape[0]
-    n_states = 2 * tokens.size + 1
+    ext, can_skip = trellis(tokens, blank)
+    n_states = ext.size
     n_words = first_token.size
-    ext = np.full(n_states, blank, dtype=np.int64)
-    for i in range(tokens.size):
-        ext[2 * i + 1] = tokens[i]
-    can_skip = np.zeros(n_states, dtype=np.bool_)
-    for s in range(3, n_states, 2):
-        can_skip[s] = ext[s] != ext[s - 2]
     restart_word = np.full(n_states, -1, dtype=np.int64)  # states a restart may land on
     for w in range(n_words):
         restart_word[2 * first_token[w]] = w
@@ -96,7 +91,7 @@ def _viterbi_with_restarts(log_probs, tokens, blank, partial, first_token, last_
             best_from[w] = run_best - penalty
             best_state[w] = run_state
         for s in range(n_states):
-            best = prev[s]
+            best = prev[s]  # the moves of ctc._viterbi (kept inline: a call here halves the speed)
             step = 0
             if s >= 1 and prev[s - 1] > best:
                 best = prev[s - 1]
@@ -113,13 +108,8 @@ def _viterbi_with_restarts(log_probs, tokens, blank, partial, first_token, last_
             back[t, s] = step
         prev, cur = cur, prev
 
-    last = n_states - 1
-    if partial:
-        last = int(np.argmax(prev))
-    elif n_states >= 2 and prev[n_states - 2] > prev[last]:
-        last = n_states - 2
     path = np.empty(n_frames, dtype=np.int64)
-    s = last
+    s = end_state(prev, partial)
     for t in range(n_frames - 1, -1, -1):
         path[t] = s
         step = back[t, s]

@@ -64,8 +64,6 @@ class ReferenceAlignment:
     recited: list[int] | None = None
     #: the timing of each entry of ``recited`` (its ``index`` is the position in ``recited``)
     heard: list[Timing] | None = None
-    #: (first spike start, last spike end) of each entry of ``recited``, seconds (NaN: not reached)
-    heard_spikes: np.ndarray | None = None
     #: the longest silence (s) between each entry of ``recited`` and the one before (NaN: no audio)
     silence_before: np.ndarray | None = None
 
@@ -136,17 +134,19 @@ def align_reference(log_probs: np.ndarray, reference: Reference, vocab: Vocabula
     edges = SoundEdges(audio, sample_rate) if audio is not None else None
     visits = _word_timings(len(recited), visit_of_token, heard_result, heard_reached, frame_seconds,
                            offset_s, edge_pad_s, edges)
-    kept = _kept_visits(recited)
-    spikes = np.full((len(recited), 2), np.nan)
-    for visit in range(len(recited)):
-        mine = np.flatnonzero((visit_of_token == visit) & heard_reached)
-        if mine.size:
-            spikes[visit] = (offset_s + heard_result.starts[mine[0]] * frame_seconds,
-                             offset_s + heard_result.ends[mine[-1]] * frame_seconds)
-    silence = np.full(len(recited), np.nan)
+    first_heard: dict[int, int] = {}  # word -> its first position in ``recited``
+    for position, word in enumerate(recited):
+        first_heard.setdefault(word, position)
+    kept = _kept_visits(recited, first_heard)
+    silence = np.full(len(recited), np.nan)  # before each occurrence: a stop, or straight on?
     if edges is not None:
+        spikes = np.full((len(recited), 2), np.nan)  # first spike start, last spike end (s)
+        for visit in range(len(recited)):
+            mine = np.flatnonzero((visit_of_token == visit) & heard_reached)
+            if mine.size:
+                spikes[visit] = heard_result.starts[mine[0]] * frame_seconds, heard_result.ends[mine[-1]] * frame_seconds
         for visit in range(1, len(recited)):
-            silence[visit] = edges.longest_silence(spikes[visit - 1, 1] - offset_s, spikes[visit, 0] - offset_s)
+            silence[visit] = edges.longest_silence(spikes[visit - 1, 1], spikes[visit, 0])
     # units and sounds come from the occurrence the recitation went on from
     heard_index = np.full(chosen.size, -1, dtype=np.int64)
     for word, visit in kept.items():
@@ -171,13 +171,12 @@ def align_reference(log_probs: np.ndarray, reference: Reference, vocab: Vocabula
         else:
             units.append(Timing(unit.index, np.nan, np.nan, 0.0, 0.0))
 
-    words = _reference_word_timings(reference, recited, kept, visits)
+    words = _reference_word_timings(reference, first_heard, kept, visits)
     sound, held, short_vowel, core = _sound_spans(reference, vocab, ids, token_unit, starts,
                                                   ends, reached, edge_pad_s, edges, offset_s)
     return ReferenceAlignment(units=units, words=words, alignment=result, targets=targets, sound=sound,
                               held=held, short_vowel=short_vowel, core=core, recited=recited,
-                              heard=visits, heard_spikes=spikes,
-                              silence_before=silence)
+                              heard=visits, silence_before=silence)
 
 
 PAUSE_REACH_S = 0.25  # a sound runs at most this far into a gap between two spikes
@@ -318,12 +317,9 @@ def _word_timings(n_words, word_of_token, result, reached, frame_seconds, offset
     return words
 
 
-def _kept_visits(recited: list[int]) -> dict[int, int]:
+def _kept_visits(recited: list[int], first_heard: dict[int, int]) -> dict[int, int]:
     """For each word heard, the occurrence (position in ``recited``) the recitation went on from:
     its last occurrence before the next word was first heard (its last one if nothing follows)."""
-    first_heard: dict[int, int] = {}
-    for position, word in enumerate(recited):
-        first_heard.setdefault(word, position)
     kept: dict[int, int] = {}
     for position, word in enumerate(recited):
         following = first_heard.get(word + 1)
@@ -345,12 +341,9 @@ def _select(result: Alignment, index: np.ndarray) -> Alignment:
                    gop=pick(result.gop, 0), num_aligned=int(np.count_nonzero(pick(result.starts, -1) >= 0)))
 
 
-def _reference_word_timings(reference, recited, kept, visits) -> list[Timing]:
+def _reference_word_timings(reference, first_heard, kept, visits) -> list[Timing]:
     """A word starts where it was first heard and ends where the recitation went on from it; its
     confidence is that of the occurrence kept. Words not heard (a partial stream) get NaN."""
-    first_heard: dict[int, int] = {}
-    for position, word in enumerate(recited):
-        first_heard.setdefault(word, position)
     words: list[Timing] = []
     for word in reference.words:
         if word.index not in kept:  # not heard yet, or all its letters merged into the word before
