@@ -54,7 +54,9 @@ def test_units_are_sifat_rows_with_letters_of_their_word():
 @pytest.mark.parametrize("spec,word,expected", [
     ("1:7", 9, ["shadda:shadda", "madd:lazem", "shadda:shadda", "madd:aared"]),
     ("2:8", 2, ["ghunnah:mushaddadah", "madd:natural"]),
-    ("2:8", 3, ["ghunnah:idgham"]),  # man yaqoolu: noon merges into yaa with ghunnah
+    # man yaqoolu: the noon merges into the yaa with ghunnah; the held yaa is the next word's
+    ("2:8", 3, []),
+    ("2:8", 4, ["ghunnah:idgham", "madd:natural"]),
     ("2:8", 5, ["madd:badal", "ghunnah:mushaddadah", "madd:natural"]),
     ("2:8", 10, ["ghunnah:ikhfaa_shafawi"]),  # hum bi-mu'mineen
     ("2:27", 2, ["ghunnah:ikhfaa", "madd:natural"]),

@@ -143,3 +143,41 @@ def test_a_restart_without_a_stop_is_a_repetition(pause_frames, reported):
     kinds = [(f.kind, f.word_indices) for f in content.findings]
     # straight back is a repetition; going back after a stop (ibtida') is not a mistake
     assert kinds == ([("repeated", (2,))] if reported else [])
+
+
+def plant_with_gap_before(ref, vocab, word, gap_frames):
+    """Spikes for every token in order, one blank frame apart, and ``gap_frames`` of blanks before
+    the first token of ``word``; also the frame where that token's spike starts."""
+    targets = alignment_targets(ref, vocab)
+    word_of_token = [ref.units[u].word_index for u in targets.unit_of_token]
+    spans, t, onset = [], 10, None
+    for k, w in enumerate(word_of_token):
+        if w == word and word_of_token[k - 1] != word:
+            t += gap_frames
+            onset = t
+        spans.append((t, t + 1))
+        t += 2
+    return planted_log_probs(targets.ids, spans, t + 10, len(vocab)), onset
+
+
+@pytest.mark.parametrize("spec, word, expected", [
+    ("1:1", 1, "after the previous spike"),  # bismi | llaahi: the doubled lam is held before its spike
+    ("56:18", 3, "at the spike"),  # ka'sin | mmin: the idgham ghunnah is the tanween held on
+])
+def test_a_held_sound_between_words_goes_to_the_word_it_belongs_to(spec, word, expected):
+    ref = build_reference(spec)
+    vocab = Vocabulary()
+    log_probs, onset = plant_with_gap_before(ref, vocab, word, gap_frames=15)
+    audio = np.random.default_rng(2).normal(0, 0.1, log_probs.shape[0] * 640).astype(np.float32)
+    audio[: 9 * 640] *= 0.001  # silence before and after, sound all through the recitation
+    audio[-9 * 640:] *= 0.001
+    result = align_reference(log_probs, ref, vocab, FRAME, audio=audio)
+    before, after = result.words[word - 1], result.words[word]
+    assert before.end == pytest.approx(after.start)  # one boundary, no overlap
+    spike = onset * FRAME
+    if expected == "at the spike":
+        assert after.start == pytest.approx(spike, abs=FRAME)
+    else:
+        assert spike - 16 * FRAME <= after.start <= spike - 13 * FRAME  # 15 frames before the spike
+    for a, b in zip(result.words, result.words[1:]):
+        assert a.end <= b.start + 1e-9

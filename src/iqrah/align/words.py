@@ -132,8 +132,9 @@ def align_reference(log_probs: np.ndarray, reference: Reference, vocab: Vocabula
     heard_result = forced_align(log_probs, ids[heard], blank=vocab.blank, partial=partial)
     heard_reached = heard_result.starts >= 0
     edges = SoundEdges(audio, sample_rate) if audio is not None else None
+    onset = _held_onsets(reference, targets.unit_of_token[chosen][heard])
     visits = _word_timings(len(recited), visit_of_token, heard_result, heard_reached, frame_seconds,
-                           offset_s, edge_pad_s, edges)
+                           offset_s, edge_pad_s, edges, onset)
     first_heard: dict[int, int] = {}  # word -> its first position in ``recited``
     for position, word in enumerate(recited):
         first_heard.setdefault(word, position)
@@ -280,13 +281,58 @@ class SoundEdges:
         return f * self.HOP_S
 
 
+PAUSE_S = 0.1  # a stretch of silence this long between two words is a pause
+SPIKE_TAIL_S = 0.04  # how long a sound runs on after its spike (about one 40 ms frame)
+HOLD_BEFORE, HOLD_CLOSES_PREVIOUS = 1, 2  # kinds of held word onsets (see _held_onsets)
+
+
+def _held_onsets(reference, token_units) -> np.ndarray:
+    """For each token: whether it starts a word with a held first letter. A CTC model fires at the
+    release of a held sound, so the hold lies before the spike: a doubled letter (``للَ``,
+    ``سسَ``) is held at the start of its word (HOLD_BEFORE); the ghunnah of an idgham (``ممممِ``,
+    ``وووَ``, ``يييَ`` from a tanween, noon or meem) is the previous word's last letter held on
+    into the next (HOLD_CLOSES_PREVIOUS), as the Uthmani text writes it and as word timing
+    references count it."""
+    kinds = np.zeros(len(token_units), dtype=np.int8)
+    for k, u in enumerate(token_units):
+        unit = reference.units[u]
+        word = reference.words[unit.word_index]
+        if u != word.units[0] or (k and token_units[k - 1] == u):
+            continue
+        core = unit.phonemes[0]
+        if len(unit.phonemes) > 1 and unit.phonemes[1] == core:
+            nasal_idgham = any(r.family == "ghunnah" and r.kind.startswith("idgham") for r in unit.rules)
+            kinds[k] = HOLD_CLOSES_PREVIOUS if nasal_idgham else HOLD_BEFORE
+    return kinds
+
+
+def _sounding_boundary(sound_end, next_start, onset_kind) -> float:
+    """Where one word gives way to the next across a long stretch of sound between their spikes
+    (no pause): the next word's held first letter takes the stretch, an idgham nasal goes with
+    the word before, anything else is split in the middle."""
+    if onset_kind == HOLD_BEFORE:
+        return min(sound_end + SPIKE_TAIL_S, next_start)
+    if onset_kind == HOLD_CLOSES_PREVIOUS:
+        return next_start
+    return (sound_end + next_start) / 2
+
+
 def _word_timings(n_words, word_of_token, result, reached, frame_seconds, offset_s, edge_pad_s,
-                  edges=None):
-    """Timing of words ``0..n_words-1`` (here: each occurrence of a word heard) from the spikes."""
+                  edges=None, onset=None):
+    """Timing of words ``0..n_words-1`` (here: each occurrence of a word heard) from the spikes.
+
+    Between two words whose spikes are close the boundary is the middle of the gap; across a
+    pause each word stops where its sound does; across a long stretch of sound without a pause
+    (a held letter) both words share one boundary (``_sounding_boundary``)."""
     starts = result.starts * frame_seconds
     ends = result.ends * frame_seconds
     gap_starts = result.blank_before * frame_seconds
     audio_end = result.num_frames * frame_seconds
+    onset = np.zeros(len(starts), dtype=np.int8) if onset is None else onset
+
+    def sounding(a: float, b: float) -> bool:
+        return edges is not None and edges.longest_silence(a, b) < PAUSE_S
+
     words = []
     for index in range(n_words):
         mine = np.flatnonzero((word_of_token == index) & reached)
@@ -297,10 +343,12 @@ def _word_timings(n_words, word_of_token, result, reached, frame_seconds, offset
             continue
         first, last = mine[0], mine[-1]
         gap_start, sound_start = float(gap_starts[first]), float(starts[first])
+        earliest = float(ends[first - 1]) if first > 0 else 0.0
         if first > 0 and sound_start - gap_start <= 2 * edge_pad_s:
             start = (gap_start + sound_start) / 2
+        elif first > 0 and reached[first - 1] and sounding(earliest, sound_start):
+            start = _sounding_boundary(earliest, sound_start, onset[first])
         else:  # after a pause, or at the beginning
-            earliest = float(ends[first - 1]) if first > 0 else 0.0
             start = (edges.start_before(sound_start, earliest) if edges
                      else max(earliest, sound_start - edge_pad_s))
         sound_end = float(ends[last])
@@ -308,6 +356,8 @@ def _word_timings(n_words, word_of_token, result, reached, frame_seconds, offset
         next_start = float(starts[last + 1]) if following else None
         if next_start is not None and next_start - sound_end <= 2 * edge_pad_s:
             end = (sound_end + next_start) / 2
+        elif next_start is not None and sounding(sound_end, next_start):
+            end = _sounding_boundary(sound_end, next_start, onset[last + 1])
         else:  # before a pause, or at the end
             latest = next_start if next_start is not None else audio_end
             end = edges.end_after(sound_end, latest) if edges else min(sound_end + edge_pad_s, latest)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
@@ -157,14 +158,14 @@ def _phonetize_segment(surah, ayah, segment_words, first_number, moshaf, *, word
         raise RuntimeError(f"quran-transcript sifat do not cover the phonemes of {surah}:{ayah}")
 
     char_word = _char_word_index(segment_words)
-    index = _MappingIndex(out.mappings, char_word, len(out.phonemes))
+    index = _MappingIndex(out.mappings, char_word, len(out.phonemes), text)
 
     words_units: list[list[int]] = [[] for _ in segment_words]
     units: list[PhonemeUnit] = []
     start = 0
     for row_index, row in enumerate(out.sifat):
         end = start + len(row.phonemes)
-        w = index.owner[start]
+        w = index.word_of_unit(start, end)
         unit_index = unit_offset + len(units)
         sources = index.sources(start, end)
         own_chars = [i for i in sources if char_word[i] == w]
@@ -209,7 +210,8 @@ def _char_word_index(words: list[str]) -> list[int]:
 class _MappingIndex:
     """The phonetizer's char -> phoneme mappings turned around: phoneme position -> letters."""
 
-    def __init__(self, mappings: list[MappingPos], char_word: list[int], n: int):
+    def __init__(self, mappings: list[MappingPos], char_word: list[int], n: int, text: str):
+        self.char_word, self.text = char_word, text
         self.covering: list[list[int]] = [[] for _ in range(n + 1)]
         self.deleted_at: list[list[int]] = [[] for _ in range(n + 1)]
         self.rules_at: list[list[int]] = [[] for _ in range(n + 1)]
@@ -235,6 +237,16 @@ class _MappingIndex:
                 owner[p] = last
             last = owner[p]
         return owner
+
+    def word_of_unit(self, start: int, end: int) -> int:
+        """The word a unit belongs to: that of its first phoneme, unless the unit also sounds a
+        letter of a later word. An idgham into waw or yaa (``بِءَكوَاابِوووَ``: the tanween held
+        as the next word's waw) makes one unit of the tanween and the next word's letter and
+        vowel; it belongs to the word whose letter it sounds, as idgham into meem or noon does."""
+        owner = self.owner[start]
+        letters = [i for p in range(start, end) for i in self.covering[p]
+                   if self.char_word[i] > owner and unicodedata.category(self.text[i]).startswith("L")]
+        return self.char_word[max(letters)] if letters else owner
 
     def sources(self, start: int, end: int) -> list[int]:
         """Letters mapped into phonemes [start, end), with marks deleted inside that range."""
