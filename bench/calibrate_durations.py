@@ -32,7 +32,7 @@ def main() -> None:
     from iqrah.align import AlignmentError
     from iqrah.align.words import align_reference
     from iqrah.assess.content import Heard, check_content
-    from iqrah.assess.findings import AssessmentContext
+    from iqrah.assess.findings import AssessmentContext, stops_after
     from iqrah.assess.shadda import single_letter_seconds
     from iqrah.audio import AudioError, decode_audio
     from iqrah.evaluate.manifest import read_manifest
@@ -57,7 +57,7 @@ def main() -> None:
         if content.per > 0.25:
             continue  # a poor decoding would measure the aligner, not the reciter
         try:
-            aligned = align_reference(log_probs, reference, model.vocab, model.frame_seconds)
+            aligned = align_reference(log_probs, reference, model.vocab, model.frame_seconds, audio=audio)
         except AlignmentError:
             continue
         ctx = AssessmentContext(reference, aligned, audio, 16000)
@@ -72,6 +72,8 @@ def main() -> None:
                     key = f"{rule.family}:{rule.harakat or ''}" if rule.family == "madd" else rule.family
                     if rule.family == "madd" and rule.kind in ("aared", "mottasel_waqf"):
                         key += ":stop"  # before a stop the reciter may choose 2, 4 or 6
+                    elif rule.family == "madd" and stops_after(ctx, unit):
+                        key += ":pause"  # the reciter stopped here inside the ayah: a stop too
                     counts[key].append(ctx.counts(unit.index, core=rule.family != "madd"))
     result = {"files": len(pers), "per": {"median": float(np.median(pers)), "p90": float(np.percentile(pers, 90)),
                                           "p99": float(np.percentile(pers, 99))}, "counts": {}}

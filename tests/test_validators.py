@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -19,10 +21,14 @@ from iqrah.quran import build_reference
 COUNT = 0.2  # seconds per haraka in these synthetic recitations
 
 
-def synthetic_context(ref, counts_of):
-    """An alignment where each unit is held ``counts_of(unit)`` counts, back to back."""
-    t, units = 0.5, []
+def synthetic_context(ref, counts_of, pause_after_word=None):
+    """An alignment where each unit is held ``counts_of(unit)`` counts, back to back; with
+    ``pause_after_word``, a 0.5 s silence after that word, the rest of the audio sounding."""
+    t, units, pause = 0.5, [], None
     for unit in ref.units:
+        if pause_after_word is not None and unit.word_index == pause_after_word + 1 and pause is None:
+            pause = (t, t + 0.5)
+            t += 0.5
         held = counts_of(unit) * COUNT
         units.append(UnitTiming(unit.index, t, t + held, 0.9, -0.1))
         t += held
@@ -35,6 +41,11 @@ def synthetic_context(ref, counts_of):
                                                            np.zeros(0), 0.0, 0),
                                    alignment_targets(ref, Vocabulary()))
     audio = np.zeros(int((t + 1) * 16000), np.float32)
+    if pause_after_word is not None:
+        audio[8000:int(t * 16000)] = np.random.default_rng(0).normal(0, 0.1, int(t * 16000) - 8000)
+        audio[int(pause[0] * 16000):int(pause[1] * 16000)] = 0
+        sound = np.array([[u.start, u.end] for u in units])
+        alignment = replace(alignment, sound=sound, held=sound[:, 1] - sound[:, 0])
     return AssessmentContext(ref, alignment, audio, 16000)
 
 
@@ -74,6 +85,25 @@ def test_a_stretched_natural_madd_is_found(ref):
     ctx = synthetic_context(ref, lambda u: 5.0 if u.index == target.index else natural_counts(u))
     [finding] = check_madd(ctx)
     assert (finding.unit_index, finding.problem) == (target.index, "too_long")
+
+
+def test_a_madd_before_a_breath_is_not_judged(ref):
+    """A stop inside the ayah makes the madd before it 'aared: 2, 4 or 6 counts are all allowed."""
+    target = next(u for u in ref.units if any(r.kind == "natural" for r in u.rules)
+                  and u.index >= ref.words[u.word_index].units[1] - 2 and u.word_index + 1 < len(ref.words))
+    long = lambda u: 5.0 if u.index == target.index else natural_counts(u)  # noqa: E731
+    [finding] = check_madd(synthetic_context(ref, long, pause_after_word=target.word_index + 1))
+    assert finding.unit_index == target.index  # a pause elsewhere changes nothing
+    assert check_madd(synthetic_context(ref, long, pause_after_word=target.word_index)) == []
+
+
+def test_an_idgham_after_a_stop_is_not_judged():
+    ref = build_reference("2:5")  # hudan | min: the tanween merges into the meem with ghunnah
+    target = next(u for u in ref.units if any(r.kind == "idgham" for r in u.rules))
+    short = lambda u: 0.4 if u.index == target.index else natural_counts(u)  # noqa: E731
+    [finding] = check_ghunnah(synthetic_context(ref, short, pause_after_word=0))
+    assert finding.unit_index == target.index
+    assert check_ghunnah(synthetic_context(ref, short, pause_after_word=target.word_index - 1)) == []
 
 
 def test_a_ghunnah_cut_short_is_found(ref):

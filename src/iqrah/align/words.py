@@ -192,7 +192,8 @@ def _sound_spans(reference, vocab, ids, token_unit, starts, ends, reached, pad, 
     the short vowel it lengthens. A CTC spike says where a sound is, not how long,
     but the middles between spikes follow the sound boundaries closely enough to count harakat.
     Returns the (n_units, 2) spans, the seconds of sound inside them, each short syllable's vowel
-    length (pace) and each unit's held letter (up to its vowel), NaN where unknown."""
+    length (pace) and each unit's held letter (up to its vowel, silent closures included), NaN
+    where unknown."""
     sound = np.full((len(reference.units), 2), np.nan)
     held = np.full(len(reference.units), np.nan)  # seconds of sound inside the span
     short_vowel = np.full(len(reference.units), np.nan)
@@ -202,9 +203,12 @@ def _sound_spans(reference, vocab, ids, token_unit, starts, ends, reached, pad, 
         return sound, held, short_vowel, core
     s, e = starts[idx], ends[idx]
     gaps = s[1:] - e[:-1]
+    # held letters are measured to the gap middles whatever the energy: the closure of a
+    # doubled stop (``تت``, ``دد``) is silent, yet it is the letter held
+    mid_left = np.concatenate(([s[0] - pad], s[1:] - np.minimum(gaps / 2, pad)))
+    mid_right = np.concatenate((e[:-1] + np.minimum(gaps / 2, pad), [e[-1] + pad]))
     if edges is None:
-        left = np.concatenate(([s[0] - pad], s[1:] - np.minimum(gaps / 2, pad)))
-        right = np.concatenate((e[:-1] + np.minimum(gaps / 2, pad), [e[-1] + pad]))
+        left, right = mid_left, mid_right
     else:  # split each gap at its middle, but no sound runs through silence, nor far into a pause
         limit = np.minimum(gaps / 2, PAUSE_REACH_S)  # (reverberation keeps a pause above silence)
         rel_e, rel_s = e - offset_s, s - offset_s
@@ -214,6 +218,7 @@ def _sound_spans(reference, vocab, ids, token_unit, starts, ends, reached, pad, 
                         + [edges.start_before(t, t - r) for t, r in zip(rel_s[1:], limit)]) + offset_s
     chars = [vocab.tokens[ids[k]] for k in idx]
     units = token_unit[idx]
+    hold_left = _hold_starts(reference, units, s, e, mid_left, edges, offset_s)
     for j, unit in enumerate(units):
         lo, hi = left[j], right[j]
         inside = hi - lo
@@ -223,7 +228,8 @@ def _sound_spans(reference, vocab, ids, token_unit, starts, ends, reached, pad, 
         held[unit] = inside if np.isnan(held[unit]) else held[unit] + inside
         if np.isnan(core[unit]):  # the held letter: up to the spike of the vowel after it
             has_vowel = j + 1 < len(chars) and units[j + 1] == unit and chars[j + 1] in SHORT_VOWELS
-            core[unit] = (s[j + 1] if has_vowel else right[j]) - left[j]
+            core[unit] = (s[j + 1] if has_vowel else mid_right[j]) - hold_left[j]
+            lo = min(lo, hold_left[j])
         sound[unit, 0] = lo if np.isnan(sound[unit, 0]) else min(sound[unit, 0], lo)
         sound[unit, 1] = hi if np.isnan(sound[unit, 1]) else max(sound[unit, 1], hi)
         nxt = chars[j + 1] if j + 1 < len(chars) else None
@@ -231,6 +237,24 @@ def _sound_spans(reference, vocab, ids, token_unit, starts, ends, reached, pad, 
                 and len(reference.units[unit].phonemes) == 2):
             short_vowel[unit] = right[j] - left[j]
     return sound, held, short_vowel, core
+
+
+def _hold_starts(reference, units, s, e, mid_left, edges, offset_s) -> np.ndarray:
+    """Where each token's held letter starts. A CTC model fires at the release of a held sound
+    (a ghunnah, a doubled ``ل`` or ``ر``), so when the gap before the first token of a unit with
+    a doubled first letter is all sound (no pause: nasals and liquids are voiced), the letter is
+    held from just after the spike before it; otherwise (a silent closure, a pause) from the gap
+    middle, at most ``pad`` before its spike."""
+    start = mid_left.copy()
+    if edges is None:
+        return start
+    for j in range(1, len(units)):
+        unit = reference.units[units[j]]
+        if units[j - 1] == units[j] or unit.phonemes[1:2] != unit.phonemes[:1]:
+            continue
+        if edges.longest_silence(e[j - 1] - offset_s, s[j] - offset_s) < PAUSE_S:
+            start[j] = min(e[j - 1] + SPIKE_TAIL_S, s[j])
+    return start
 
 
 def _said(unit, token_unit, reached) -> bool:
@@ -251,8 +275,10 @@ class SoundEdges:
         frames = np.asarray(audio[: n * hop], dtype=np.float64).reshape(n, hop) if n else np.zeros((1, 1))
         self.db = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-10)
         # silence: within 10 dB of the quietest frames, or 50 dB under the loudest; a recitation
-        # may hold almost no silence, so the quietest 2 % stand for the noise floor
-        self.floor = max(np.percentile(self.db, 2) + 10.0, np.percentile(self.db, 99) - 50.0)
+        # may hold almost no silence, so the quietest 2 % stand for the noise floor; and always
+        # 20 dB under the loudest, as a held nasal sounds 10-15 dB under the vowels
+        loud = np.percentile(self.db, 99)
+        self.floor = min(max(np.percentile(self.db, 2) + 10.0, loud - 50.0), loud - 20.0)
 
     def start_before(self, t: float, limit: float) -> float:
         """Walk back from ``t`` while there is sound, not past ``limit``."""
@@ -263,10 +289,11 @@ class SoundEdges:
         return f * self.HOP_S
 
     def longest_silence(self, a: float, b: float) -> float:
-        """The longest run of silence between ``a`` and ``b`` (seconds; 0 if none or unknown)."""
+        """The longest run of silence between ``a`` and ``b`` (seconds; 0 if none or unknown);
+        a pause's reverberation and breath may rise a little above the floor, not to speech."""
         if not (np.isfinite(a) and np.isfinite(b)) or b <= a:
             return 0.0
-        quiet = self.db[int(a / self.HOP_S): int(np.ceil(b / self.HOP_S))] <= self.floor
+        quiet = self.db[int(a / self.HOP_S): int(np.ceil(b / self.HOP_S))] <= self.floor + PAUSE_MARGIN_DB
         best = run = 0
         for q in quiet:
             run = run + 1 if q else 0
@@ -283,6 +310,7 @@ class SoundEdges:
 
 PAUSE_S = 0.1  # a stretch of silence this long between two words is a pause
 SPIKE_TAIL_S = 0.04  # how long a sound runs on after its spike (about one 40 ms frame)
+PAUSE_MARGIN_DB = 5.0  # a pause: energy within this of the silence floor
 HOLD_BEFORE, HOLD_CLOSES_PREVIOUS = 1, 2  # kinds of held word onsets (see _held_onsets)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..align.words import ReferenceAlignment
+from ..align.words import PAUSE_S, ReferenceAlignment, SoundEdges
 from ..quran import Reference
 from .pace import PaceTracker, held_durations
 
@@ -53,6 +53,13 @@ class AssessmentContext:
     def __post_init__(self):
         self.held = held_durations(self.alignment)
         self.pace = PaceTracker(self.reference, self.alignment, self.held)
+        self._edges: SoundEdges | None = None
+
+    @property
+    def edges(self) -> SoundEdges:
+        if self._edges is None:
+            self._edges = SoundEdges(self.audio, self.sample_rate)
+        return self._edges
 
     def units_with(self, family: str):
         """(unit, rule) for every rule of ``family`` on a word that was said and timed."""
@@ -81,3 +88,30 @@ class AssessmentContext:
             return (round(float(start), 3), round(float(end), 3))
         timing = self.alignment.units[unit_index]
         return (round(timing.start, 3), round(timing.start + float(self.held[unit_index]), 3))
+
+
+def stops_after(ctx: AssessmentContext, unit) -> bool:
+    """Whether the reciter paused right after the word of ``unit``, with ``unit`` at its end (its
+    last unit, or the one before a last consonant that the stop leaves without its vowel): a
+    stop inside the ayah, where tajweed treats the unit as at a waqf (a madd there, 'aared
+    lil-sukun, may be held 2, 4 or 6 counts: ``ٱللَّهُ`` read ``Allaah`` before a breath)."""
+    word = ctx.reference.words[unit.word_index]
+    last = word.units[1] - 1
+    sound = ctx.alignment.sound
+    if sound is None or last + 1 >= len(ctx.reference.units) or unit.index < last - 1:
+        return False
+    end, next_start = sound[last, 1], sound[last + 1, 0]
+    return bool(np.isfinite(end) and np.isfinite(next_start)
+                and ctx.edges.longest_silence(float(end), float(next_start)) >= PAUSE_S)
+
+
+def pauses_before(ctx: AssessmentContext, unit) -> bool:
+    """Whether the reciter paused right before ``unit``, the first of its word: an idgham into
+    this word then did not happen (the previous word ended at a stop), so it is not judged."""
+    word = ctx.reference.words[unit.word_index]
+    sound = ctx.alignment.sound
+    if sound is None or unit.index != word.units[0] or unit.index == 0:
+        return False
+    end, start = sound[unit.index - 1, 1], ctx.alignment.units[unit.index].start
+    return bool(np.isfinite(end) and np.isfinite(start)
+                and ctx.edges.longest_silence(float(end), float(start)) >= PAUSE_S)

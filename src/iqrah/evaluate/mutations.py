@@ -24,6 +24,7 @@ from ..acoustic.base import AcousticModel
 from ..align import AlignmentError
 from ..align.words import align_reference
 from ..analyze import AnalyzeSettings, analyze
+from ..assess.madd import STOP_KINDS
 from ..assess.pace import held_durations
 from ..audio import SAMPLE_RATE, AudioError, decode_audio
 from ..quran import build_reference
@@ -73,18 +74,22 @@ def word_mutations(audio, reference, truth, rng: random.Random, donors) -> list[
 
 
 def tajweed_mutations(audio, reference, model, rng: random.Random) -> list[Mutation]:
-    """Shorten a long madd to about 2 counts (the reciter's own natural madd length), lengthen a
-    natural madd to about 4 (twice), and cut a ghunnah to a third, from our own alignment."""
+    """Shorten a long madd to about 2 counts (as long as this reciter's own natural madds),
+    lengthen a natural madd to about 4 (twice), and cut a ghunnah to a third, from our own
+    alignment (with the audio, as ``analyze`` aligns). A madd before the end of the ayah
+    (aared, a mottasel at the stop) is never shortened: 2 counts are allowed there."""
     try:
-        aligned = align_reference(model.log_probs(audio), reference, model.vocab, model.frame_seconds)
+        aligned = align_reference(model.log_probs(audio), reference, model.vocab, model.frame_seconds,
+                                  audio=audio)
     except AlignmentError:
         return []
     held = held_durations(aligned)
-    naturals = [held[u.index] for u in reference.units[:-1]
-                if any(r.family == "madd" and r.kind == "natural" for r in u.rules) and np.isfinite(held[u.index])]
+    spans = aligned.sound[:, 1] - aligned.sound[:, 0]
+    naturals = [spans[u.index] for u in reference.units[:-1]
+                if any(r.family == "madd" and r.kind == "natural" for r in u.rules) and np.isfinite(spans[u.index])]
     natural_s = float(np.median(naturals)) if len(naturals) >= 3 else None
     plans = {
-        "shorten_madd": (lambda r: r.family == "madd" and (r.harakat or 0) >= 4, None),
+        "shorten_madd": (lambda r: r.family == "madd" and (r.harakat or 0) >= 4 and r.kind not in STOP_KINDS, None),
         "lengthen_madd": (lambda r: r.family == "madd" and r.kind == "natural", 2.0),  # 2 -> about 4 counts
         "cut_ghunnah": (lambda r: r.family == "ghunnah", 0.35),
     }
@@ -98,8 +103,10 @@ def tajweed_mutations(audio, reference, model, rng: random.Random) -> list[Mutat
         start, end = aligned.sound[unit.index]
         factor_here = factor
         if kind == "shorten_madd":  # to about 2 counts: the length of this reciter's natural madds
-            factor_here = natural_s / held[unit.index] if natural_s else 2 / max(
+            factor_here = natural_s / spans[unit.index] if natural_s else 2 / max(
                 r.harakat for r in unit.rules if wanted(r))
+            if factor_here >= 0.8:
+                continue  # already about as short as a natural madd: nothing to plant
         try:
             mutated = stretch_span(audio, float(start), float(end), factor_here)
         except ValueError:
