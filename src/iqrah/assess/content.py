@@ -21,6 +21,10 @@ from ..quran import Reference
 MIN_KEPT = 0.5  # a word with less than half its phonemes heard is missing or substituted
 MIN_EXTRA = 3  # inserted runs shorter than this are decoding noise, not words
 REPEAT_MAX_PER = 0.4  # inserted material this close to a neighbouring word repeats it
+# a word mostly not heard was substituted when this much was said in its place (between what was
+# heard of the words around it), else it is missing
+MIN_SUBSTITUTE = 3
+SUBSTITUTE_SHARE = 0.4
 
 
 @dataclass(frozen=True)
@@ -108,13 +112,22 @@ def check_content(heard: Heard, reference: Reference, vocab: Vocabulary) -> Cont
                                  int(kept[w]), int(changed[w]), int(dropped[w])))
 
     findings = []
+    replaced: list[tuple[int, int]] = []  # heard spans said in place of a word
     for word in words:
         if word.expected and word.kept_fraction < MIN_KEPT:
-            kind = "missing" if word.dropped >= word.changed else "substituted"
-            idx = heard_by_word[word.index]
-            frames = (int(heard.frames[idx[0]]), int(heard.frames[idx[-1]])) if idx else None
-            findings.append(ContentFinding(kind, (word.index,), word.expected, word.heard, frames))
+            h0, h1 = _heard_in_place_of(word.index, heard_by_word, len(heard.phonemes))
+            said = heard.phonemes[h0:h1]
+            if len(said) >= max(MIN_SUBSTITUTE, SUBSTITUTE_SHARE * len(word.expected)):
+                replaced.append((h0, h1))
+                frames = (int(heard.frames[h0]), int(heard.frames[h1 - 1]))
+                findings.append(ContentFinding("substituted", (word.index,), word.expected, said, frames))
+            else:
+                idx = heard_by_word[word.index]
+                frames = (int(heard.frames[idx[0]]), int(heard.frames[idx[-1]])) if idx else None
+                findings.append(ContentFinding("missing", (word.index,), word.expected, word.heard, frames))
     for before, h0, h1 in inserted:
+        if any(a <= h0 and h1 <= b for a, b in replaced):
+            continue  # part of what was said instead of a word
         segment = heard.phonemes[h0:h1]
         repeated = _repeated_word(segment, words, before)
         if h1 - h0 < MIN_EXTRA and (repeated is None or segment != words[repeated].expected):
@@ -127,6 +140,15 @@ def check_content(heard: Heard, reference: Reference, vocab: Vocabulary) -> Cont
     findings.sort(key=lambda f: (f.word_indices[0], f.kind))
     per = distance(heard.phonemes, expected) / max(len(expected), 1)
     return ContentResult(per=per, words=words, findings=findings)
+
+
+def _heard_in_place_of(w: int, heard_by_word: list[list[int]], n_heard: int) -> tuple[int, int]:
+    """The span of the decoding between what was heard of the words before and after word ``w``."""
+    before = [i for words in heard_by_word[:w] for i in words]
+    after = [i for words in heard_by_word[w + 1:] for i in words]
+    start = max(before) + 1 if before else 0
+    end = min(after) if after else n_heard
+    return start, max(start, end)
 
 
 def expected_of(ref_word: np.ndarray, expected: str, w: int) -> str:
