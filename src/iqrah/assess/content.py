@@ -21,7 +21,6 @@ from ..quran import Reference
 MIN_KEPT = 0.5  # a word with less than half its phonemes heard is missing or substituted
 MIN_EXTRA = 3  # inserted runs shorter than this are decoding noise, not words
 REPEAT_MAX_PER = 0.4  # inserted material this close to a neighbouring word repeats it
-PARTIAL_REPEAT_MAX_PER = 0.34  # or this close (per inserted phoneme) to a part of it
 # a word mostly not heard was substituted when this much was said in its place (between what was
 # heard of the words around it), else it is missing
 MIN_SUBSTITUTE = 3
@@ -157,32 +156,15 @@ def expected_of(ref_word: np.ndarray, expected: str, w: int) -> str:
 
 
 def _repeated_word(segment: str, words: list[WordContent], before: int) -> int | None:
-    """The neighbouring word the inserted segment repeats, whole or in part (a reciter who
-    stumbles says part of a word again: ``فَرَا`` beside ``وَغَفَرَ``), if any."""
-    neighbours = [w for w in (before, before + 1) if 0 <= w < len(words) and words[w].expected]
+    """The neighbouring word (or run of words) the inserted segment repeats, if any."""
     best, best_per = None, REPEAT_MAX_PER
-    for w in neighbours:
+    for w in (before, before + 1):
+        if not 0 <= w < len(words) or not words[w].expected:
+            continue
         per = distance(segment, words[w].expected) / len(words[w].expected)
         if per < best_per:
             best, best_per = w, per
-    if best is None and len(segment) >= MIN_EXTRA:
-        best_per = PARTIAL_REPEAT_MAX_PER
-        for w in neighbours:
-            per = _distance_to_part(segment, words[w].expected) / len(segment)
-            if per <= best_per:
-                best, best_per = w, per
     return best
-
-
-def _distance_to_part(segment: str, word: str) -> int:
-    """Edit distance from ``segment`` to the closest run of letters inside ``word``."""
-    row = [0] * (len(word) + 1)  # starting anywhere in the word is free
-    for i, c in enumerate(segment, 1):
-        new = [i] + [0] * len(word)
-        for j, d in enumerate(word, 1):
-            new[j] = min(row[j] + 1, new[j - 1] + 1, row[j - 1] + (c != d))
-        row = new
-    return min(row)  # and so is stopping anywhere
 
 
 RESTART_PAUSE_S = 0.2  # silence that makes a stop: going back after one is ibtida' (allowed)
