@@ -137,11 +137,15 @@ def test_a_restart_without_a_stop_is_a_repetition(pause_frames, reported):
     (words, start, _, silence), = aligned.repeats()
     assert (silence > 0.2) == (not reported)
     assert words == [2] and start == pytest.approx(starts[3] * FRAME, abs=EDGE_PAD_S + 0.01)
+    from iqrah.assess.content import ContentFinding
+
+    # free decoding heard the second occurrence as extra material
+    extra = ContentFinding("extra", (2,), "", ref.words[2].phonemes, (starts[3], ends[3]))
     content = ContentResult(per=0.0, words=[WordContent(w.index, w.phonemes, w.phonemes, 1, 0, 0)
-                                            for w in ref.words])
+                                            for w in ref.words], findings=[extra])
     add_alignment_repeats(content, aligned, 0.0, FRAME)
     kinds = [(f.kind, f.word_indices) for f in content.findings]
-    # straight back is a repetition; going back after a stop (ibtida') is not a mistake
+    # straight back is a repetition; going back after a stop (ibtida') is not a mistake at all
     assert kinds == ([("repeated", (2,))] if reported else [])
 
 
