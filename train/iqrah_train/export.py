@@ -26,7 +26,6 @@ from iqrah.acoustic.features import DEFAULT_FEATURES
 from .model import Conformer, ModelConfig, count_parameters
 
 ASSETS = Path(__file__).resolve().parents[2] / "src" / "iqrah" / "acoustic" / "assets"
-VERSION = "0.1.0"
 
 
 def export_onnx(ckpt: dict, path: Path, opset: int = 17) -> Conformer:
@@ -73,6 +72,7 @@ def main(argv=None):
                     help="where to ship iqrah-small.onnx + iqrah-small.json (e.g. runs/<name>/ship to try a "
                          "model without replacing the bundled one)")
     ap.add_argument("--max-int8-loss", type=float, default=1.0)
+    ap.add_argument("--version", required=True, help="the card's model version, e.g. 0.3.0 (the shipped card says which is out)")
     ap.add_argument("--no-eval", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -89,7 +89,7 @@ def main(argv=None):
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
 
     card = {
-        "name": "iqrah-small", "version": VERSION,
+        "name": "iqrah-small", "version": args.version,
         "task": "phoneme CTC (greedy or forced alignment); token 0 is the blank",
         "vocabulary": list(vocab.tokens),
         "input": {"name": "features", "dtype": "float32", "shape": ["batch", "frames", DEFAULT_FEATURES.n_mels],
