@@ -7,12 +7,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from iqrah.acoustic import Vocabulary
 from iqrah.align.ctc import Alignment
 from iqrah.align.words import ReferenceAlignment, UnitTiming, WordTiming, alignment_targets
-from iqrah.acoustic import Vocabulary
 from iqrah.assess.findings import AssessmentContext
-from iqrah.assess.madd import check_madd
 from iqrah.assess.ghunnah import check_ghunnah
+from iqrah.assess.madd import check_madd
 from iqrah.assess.pace import is_short_syllable
 from iqrah.assess.shadda import check_shadda
 from iqrah.evaluate.tsm import crossfade_join, stretch_span, time_stretch
@@ -91,7 +91,7 @@ def test_a_madd_before_a_breath_is_not_judged(ref):
     """A stop inside the ayah makes the madd before it 'aared: 2, 4 or 6 counts are all allowed."""
     target = next(u for u in ref.units if any(r.kind == "natural" for r in u.rules)
                   and u.index >= ref.words[u.word_index].units[1] - 2 and u.word_index + 1 < len(ref.words))
-    long = lambda u: 5.0 if u.index == target.index else natural_counts(u)  # noqa: E731
+    long = lambda u: 5.0 if u.index == target.index else natural_counts(u)
     [finding] = check_madd(synthetic_context(ref, long, pause_after_word=target.word_index + 1))
     assert finding.unit_index == target.index  # a pause elsewhere changes nothing
     assert check_madd(synthetic_context(ref, long, pause_after_word=target.word_index)) == []
@@ -100,7 +100,7 @@ def test_a_madd_before_a_breath_is_not_judged(ref):
 def test_an_idgham_after_a_stop_is_not_judged():
     ref = build_reference("2:5")  # hudan | min: the tanween merges into the meem with ghunnah
     target = next(u for u in ref.units if any(r.kind == "idgham" for r in u.rules))
-    short = lambda u: 0.4 if u.index == target.index else natural_counts(u)  # noqa: E731
+    short = lambda u: 0.4 if u.index == target.index else natural_counts(u)
     [finding] = check_ghunnah(synthetic_context(ref, short, pause_after_word=0))
     assert finding.unit_index == target.index
     assert check_ghunnah(synthetic_context(ref, short, pause_after_word=target.word_index - 1)) == []
