@@ -71,3 +71,37 @@ def test_another_ayah_entirely_has_a_high_per(ref):
     result = check_content(heard_from(word_phonemes(other)[:40]), ref, VOCAB)
     assert result.per > 0.5
     assert sum(f.kind in ("missing", "substituted") for f in result.findings) > len(ref.words) / 2
+
+
+def test_a_deleted_word_with_nothing_in_its_place_is_missing_not_substituted(ref):
+    words = word_phonemes(ref)
+    for w in (4, 30, 41):
+        result = check_content(heard_from(words[:w] + words[w + 1:]), ref, VOCAB)
+        assert kinds(result) == [("missing", (w,))]
+
+
+def test_edit_opcodes_rebuild_the_decoding_at_the_weighted_optimum():
+    import random
+
+    from iqrah.assess.content import SUBSTITUTE_COST, edit_opcodes
+
+    def weighted(a, b):
+        d = np.zeros((len(a) + 1, len(b) + 1))
+        d[:, 0], d[0, :] = range(len(a) + 1), range(len(b) + 1)
+        for i in range(1, len(a) + 1):
+            for j in range(1, len(b) + 1):
+                d[i, j] = min(d[i - 1, j - 1] + (a[i - 1] != b[j - 1]) * SUBSTITUTE_COST, d[i - 1, j] + 1, d[i, j - 1] + 1)
+        return d[-1, -1]
+
+    rng = random.Random(0)
+    for _ in range(200):
+        a = "".join(rng.choice("abc") for _ in range(rng.randint(0, 9)))
+        b = "".join(rng.choice("abc") for _ in range(rng.randint(0, 9)))
+        ops = edit_opcodes(a, b)
+        assert "".join(b[h0:h1] for tag, _, _, h0, h1 in ops if tag != "delete") == b
+        assert "".join(a[r0:r1] for tag, r0, r1, _, _ in ops if tag != "insert") == a
+        cost = sum({"replace": SUBSTITUTE_COST * (r1 - r0), "delete": r1 - r0, "insert": h1 - h0, "equal": 0}[tag]
+                   for tag, r0, r1, h0, h1 in ops)
+        assert cost == pytest.approx(weighted(a, b))
+    # added material stays in one piece
+    assert [op[0] for op in edit_opcodes("abab", "abXabab")] in (["equal", "insert", "equal"],)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 from Levenshtein import distance, opcodes
 
@@ -87,7 +88,7 @@ def check_content(heard: Heard, reference: Reference, vocab: Vocabulary) -> Cont
     heard_by_word: list[list[int]] = [[] for _ in range(n_words)]
     inserted: list[tuple[int, int, int]] = []  # (word before, hyp start, hyp end)
 
-    for op, r0, r1, h0, h1 in opcodes(expected, heard.phonemes):
+    for op, r0, r1, h0, h1 in edit_opcodes(expected, heard.phonemes):
         if op == "insert":
             inserted.append((int(ref_word[r0 - 1]) if r0 > 0 else -1, h0, h1))
             continue
@@ -149,6 +150,84 @@ def _heard_in_place_of(w: int, heard_by_word: list[list[int]], n_heard: int) -> 
     start = max(before) + 1 if before else 0
     end = min(after) if after else n_heard
     return start, max(start, end)
+
+
+SUBSTITUTE_COST = 1.5  # a changed phoneme costs more than a dropped or an added one ...
+MAX_TABLE = 8_000_000  # ... up to this many cells (3 x 8 bytes each; beyond, plain Levenshtein in C)
+
+
+def edit_opcodes(expected: str, heard: str) -> list[tuple[str, int, int, int, int]]:
+    """Edit operations from ``expected`` to ``heard``, as ``Levenshtein.opcodes`` gives them, with
+    a substitution dearer than an insertion or a deletion. With equal costs a skipped word is
+    often "explained" by shifting the next words' phonemes onto it (a chain of substitutions
+    as cheap as the deletion); a learner skips words far more often than they mispronounce
+    every phoneme of several words in a row."""
+    if (len(expected) + 1) * (len(heard) + 1) > MAX_TABLE:
+        return opcodes(expected, heard)
+    a = np.array([ord(c) for c in expected], dtype=np.int64)
+    b = np.array([ord(c) for c in heard], dtype=np.int64)
+    steps = _edit_steps(a, b, SUBSTITUTE_COST)[::-1]
+    names = ("equal", "replace", "delete", "insert")
+    ops: list[tuple[str, int, int, int, int]] = []
+    i = j = 0
+    for step in steps:
+        di, dj = (0, 1) if step == 3 else ((1, 0) if step == 2 else (1, 1))
+        if ops and ops[-1][0] == names[step]:
+            tag, r0, r1, h0, h1 = ops[-1]
+            ops[-1] = (tag, r0, r1 + di, h0, h1 + dj)
+        else:
+            ops.append((names[step], i, i + di, j, j + dj))
+        i, j = i + di, j + dj
+    return ops
+
+
+GAP_OPEN = 1e-3  # among equally cheap alignments, the one with added or dropped material in one piece
+
+
+@numba.njit(cache=True, nogil=True)
+def _edit_steps(a, b, sub):
+    """Weighted edit distance with three states (the last step a match or substitution, a
+    deletion, an insertion; opening a run of deletions or insertions costs ``GAP_OPEN`` more)
+    and its backtrace, last step first: 0 equal, 1 replace, 2 delete, 3 insert."""
+    n, m = a.size, b.size
+    cost = np.full((3, n + 1, m + 1), 1e18)  # state 0: diagonal, 1: delete, 2: insert
+    cost[0, 0, 0] = 0.0
+    for i in range(n + 1):
+        for j in range(m + 1):
+            if i > 0 and j > 0:
+                cost[0, i, j] = (min(cost[0, i - 1, j - 1], cost[1, i - 1, j - 1], cost[2, i - 1, j - 1])
+                                 + (0.0 if a[i - 1] == b[j - 1] else sub))
+            if i > 0:
+                cost[1, i, j] = min(cost[1, i - 1, j], min(cost[0, i - 1, j], cost[2, i - 1, j]) + GAP_OPEN) + 1.0
+            if j > 0:
+                cost[2, i, j] = min(cost[2, i, j - 1], min(cost[0, i, j - 1], cost[1, i, j - 1]) + GAP_OPEN) + 1.0
+    steps = np.empty(n + m, dtype=np.int8)
+    state = 0  # on ties, end on added or dropped material, as Levenshtein puts it
+    for s in (1, 2):
+        if cost[s, n, m] <= cost[state, n, m] + 1e-9:
+            state = s
+    k, i, j = 0, n, m
+    while i > 0 or j > 0:
+        if state == 0:
+            steps[k] = 0 if a[i - 1] == b[j - 1] else 1
+            i, j = i - 1, j - 1
+            nxt = 0
+            for s in (2, 1):  # prefer a gap just before, so it sits as late as it can
+                if cost[s, i, j] <= cost[nxt, i, j] + 1e-9:
+                    nxt = s
+        elif state == 1:
+            steps[k] = 2
+            i -= 1
+            nxt = 1 if cost[1, i, j] <= min(cost[0, i, j], cost[2, i, j]) + GAP_OPEN + 1e-9 else (
+                0 if cost[0, i, j] <= cost[2, i, j] else 2)
+        else:
+            steps[k] = 3
+            j -= 1
+            nxt = 2 if cost[2, i, j] <= min(cost[0, i, j], cost[1, i, j]) + GAP_OPEN + 1e-9 else (
+                0 if cost[0, i, j] <= cost[1, i, j] else 1)
+        state = nxt
+        k += 1
+    return steps[:k]
 
 
 def expected_of(ref_word: np.ndarray, expected: str, w: int) -> str:
