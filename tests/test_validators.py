@@ -106,6 +106,17 @@ def test_an_idgham_after_a_stop_is_not_judged():
     assert check_ghunnah(synthetic_context(ref, short, pause_after_word=target.word_index - 1)) == []
 
 
+def test_units_a_live_stream_has_not_reached_are_skipped(ref):
+    """A stream judges a word while later units have no timing (NaN): no crash on them."""
+    target = next(u for u in ref.units if any(r.kind == "ikhfaa" for r in u.rules))
+    short = lambda u: 0.4 if u.index == target.index else natural_counts(u)
+    ctx = synthetic_context(ref, short, pause_after_word=len(ref.words) - 2)
+    ctx.alignment.sound[target.index + 3:] = np.nan
+    ctx.alignment.sound[: target.index - 3] = np.nan
+    [finding] = check_ghunnah(ctx)
+    assert finding.unit_index == target.index
+
+
 def test_a_ghunnah_cut_short_is_found(ref):
     target = next(u for u in ref.units if any(r.kind == "ikhfaa" for r in u.rules))
     ctx = synthetic_context(ref, lambda u: 0.4 if u.index == target.index else natural_counts(u))

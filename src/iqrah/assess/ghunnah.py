@@ -27,8 +27,9 @@ MIN_MEASURABLE_S = 0.05  # one 40 ms frame and a little: no duration can be read
 
 
 def nasal_baseline(ctx: AssessmentContext) -> float:
-    ratios = [low_band_ratio(ctx.audio, ctx.sample_rate, *ctx.span(u.index))
-              for u in ctx.reference.units[:200] if is_short_syllable(u.phonemes)]
+    spans = [ctx.span(u.index) for u in ctx.reference.units[:200] if is_short_syllable(u.phonemes)]
+    ratios = [low_band_ratio(ctx.audio, ctx.sample_rate, *span) for span in spans
+              if np.isfinite(span).all()]  # a live stream has not reached every unit yet
     return float(np.median(ratios)) if ratios else 0.3
 
 
