@@ -3,7 +3,8 @@
 Every ``step_s`` of new audio (once the VAD has heard speech), the acoustic model runs on a
 window that starts a few words back (``context_words``) and the rest of the reference is
 aligned to it with a partial CTC alignment (the audio holds only a prefix of the ayah). A word
-is confirmed once the next word has clearly begun (``margin_s``); it is then judged (free
+is confirmed once the next word has clearly begun (``margin_s``), or once the reciter has been
+silent that long after it (a stop: the next word may be seconds away); it is then judged (free
 decoding of its stretch against its phonemes, then the tajweed validators on its units) and
 sent as a ``word`` event, with its ``violation`` events. Words still inside the window are
 aligned again at the next step; if a boundary moves by more than ``revise_s`` the word is sent
@@ -21,7 +22,7 @@ from Levenshtein import distance
 
 from .acoustic.base import AcousticModel
 from .align import AlignmentError
-from .align.words import align_reference, alignment_targets
+from .align.words import SoundEdges, align_reference, alignment_targets
 from .analyze import AnalyzeSettings, Stopwatch, analyze
 from .assess.content import Heard
 from .assess.findings import AssessmentContext
@@ -204,9 +205,17 @@ class StreamingAnalyzer:
         window_end = self._samples / SAMPLE_RATE
         events = []
         last_word = len(self.reference.words) - 1
-        for w in range(first_word, last_word):  # the last word is confirmed by finish()
-            timing, after = aligned.words[w], aligned.words[w + 1]
-            if not np.isfinite(after.start) or window_end - after.start < self.margin_s:
+        edges = SoundEdges(window, SAMPLE_RATE)
+        for w in range(first_word, last_word + 1):
+            timing = aligned.words[w]
+            after = aligned.words[w + 1] if w < last_word else None
+            next_begun = (after is not None and np.isfinite(after.start)
+                          and window_end - after.start >= self.margin_s)
+            # or the reciter stopped after it (the last word: the end of the ayah): no need to
+            # wait for the next word to be sure
+            paused = ((after is None or not np.isfinite(after.start)) and np.isfinite(timing.end)
+                      and edges.longest_silence(timing.end - start_s, window_end - start_s) >= self.margin_s)
+            if not (next_begun or paused):
                 break
             sent = self.words.get(w)
             if sent is not None:
