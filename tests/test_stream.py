@@ -53,3 +53,16 @@ def test_nan_audio_is_refused(model):
     analyzer = StreamingAnalyzer("1:2", model=model)
     with pytest.raises(AudioError, match="NaN"):
         analyzer.feed(np.array([0.0, np.nan], np.float32))
+
+
+def test_a_stop_after_the_last_word_confirms_it_live(model, recitations):
+    """The ayah's last word followed by silence is sent while streaming, not only by finish()."""
+    from iqrah.audio import decode_audio
+
+    audio = decode_audio(recitations / "dev" / "offline-tarteel-test-corpus-112001.opus")
+    analyzer, live, _ = stream(model, audio, "112:1")
+    assert 3 not in {e.data["index"] for e in live if e.type == "word"}  # the file ends on it
+    audio = np.concatenate((audio, np.zeros(SAMPLE_RATE, np.float32)))
+    analyzer, live, _ = stream(model, audio, "112:1")
+    sent = {e.data["index"] for e in live if e.type == "word"}
+    assert sent == set(range(len(analyzer.reference.words)))

@@ -205,16 +205,18 @@ class StreamingAnalyzer:
         window_end = self._samples / SAMPLE_RATE
         events = []
         last_word = len(self.reference.words) - 1
-        edges = SoundEdges(window, SAMPLE_RATE)
+        # the reciter has stopped: the window ends in ``margin_s`` of silence
+        quiet_s = SoundEdges(window, SAMPLE_RATE).longest_silence(window_end - start_s - self.margin_s,
+                                                                window_end - start_s)
+        stopped = quiet_s >= self.margin_s - 0.02
         for w in range(first_word, last_word + 1):
             timing = aligned.words[w]
             after = aligned.words[w + 1] if w < last_word else None
             next_begun = (after is not None and np.isfinite(after.start)
                           and window_end - after.start >= self.margin_s)
-            # or the reciter stopped after it (the last word: the end of the ayah): no need to
-            # wait for the next word to be sure
-            paused = ((after is None or not np.isfinite(after.start)) and np.isfinite(timing.end)
-                      and edges.longest_silence(timing.end - start_s, window_end - start_s) >= self.margin_s)
+            # or it was heard whole and the reciter stopped after it (the last word: the end of
+            # the ayah): no need to wait for the next word to be sure
+            paused = stopped and (after is None or not np.isfinite(after.start)) and np.isfinite(timing.end)
             if not (next_begun or paused):
                 break
             sent = self.words.get(w)
