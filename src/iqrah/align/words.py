@@ -250,11 +250,16 @@ def _hold_starts(reference, units, s, e, mid_left, edges, offset_s) -> np.ndarra
         return start
     for j in range(1, len(units)):
         unit = reference.units[units[j]]
-        if units[j - 1] == units[j] or unit.phonemes[1:2] != unit.phonemes[:1]:
+        if units[j - 1] == units[j] or not _held_first_letter(unit):
             continue
         if edges.longest_silence(e[j - 1] - offset_s, s[j] - offset_s) < PAUSE_S:
             start[j] = min(e[j - 1] + SPIKE_TAIL_S, s[j])
     return start
+
+
+def _held_first_letter(unit) -> bool:
+    """A unit whose first letter is held (doubled in the phonetizer's output: ``للَ``, ``ممممِ``)."""
+    return len(unit.phonemes) > 1 and unit.phonemes[1] == unit.phonemes[0]
 
 
 def _said(unit, token_unit, reached) -> bool:
@@ -327,8 +332,7 @@ def _held_onsets(reference, token_units) -> np.ndarray:
         word = reference.words[unit.word_index]
         if u != word.units[0] or (k and token_units[k - 1] == u):
             continue
-        core = unit.phonemes[0]
-        if len(unit.phonemes) > 1 and unit.phonemes[1] == core:
+        if _held_first_letter(unit):
             nasal_idgham = any(r.family == "ghunnah" and r.kind.startswith("idgham") for r in unit.rules)
             kinds[k] = HOLD_CLOSES_PREVIOUS if nasal_idgham else HOLD_BEFORE
     return kinds

@@ -100,9 +100,7 @@ def stops_after(ctx: AssessmentContext, unit) -> bool:
     sound = ctx.alignment.sound
     if sound is None or last + 1 >= len(ctx.reference.units) or unit.index < last - 1:
         return False
-    end, next_start = sound[last, 1], sound[last + 1, 0]
-    return bool(np.isfinite(end) and np.isfinite(next_start)
-                and ctx.edges.longest_silence(float(end), float(next_start)) >= PAUSE_S)
+    return _paused_between(ctx, sound[last, 1], sound[last + 1, 0])
 
 
 def pauses_before(ctx: AssessmentContext, unit) -> bool:
@@ -112,6 +110,8 @@ def pauses_before(ctx: AssessmentContext, unit) -> bool:
     sound = ctx.alignment.sound
     if sound is None or unit.index != word.units[0] or unit.index == 0:
         return False
-    end, start = sound[unit.index - 1, 1], ctx.alignment.units[unit.index].start
-    return bool(np.isfinite(end) and np.isfinite(start)
-                and ctx.edges.longest_silence(float(end), float(start)) >= PAUSE_S)
+    return _paused_between(ctx, sound[unit.index - 1, 1], ctx.alignment.units[unit.index].start)
+
+
+def _paused_between(ctx: AssessmentContext, a: float, b: float) -> bool:
+    return bool(np.isfinite(a) and np.isfinite(b) and ctx.edges.longest_silence(float(a), float(b)) >= PAUSE_S)
