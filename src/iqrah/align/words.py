@@ -350,8 +350,9 @@ def _sounding_boundary(sound_end, next_start, onset_kind) -> float:
 
 
 def _word_timings(n_words, word_of_token, result, reached, frame_seconds, offset_s, edge_pad_s,
-                  edges=None, onset=None):
-    """Timing of words ``0..n_words-1`` (here: each occurrence of a word heard) from the spikes.
+                  edges, onset):
+    """Timing of words ``0..n_words-1`` (here: each occurrence of a word heard) from the spikes;
+    ``edges``: the audio's SoundEdges (None without audio), ``onset``: ``_held_onsets`` per token.
 
     Between two words whose spikes are close the boundary is the middle of the gap; across a
     pause each word stops where its sound does; across a long stretch of sound without a pause
@@ -360,7 +361,6 @@ def _word_timings(n_words, word_of_token, result, reached, frame_seconds, offset
     ends = result.ends * frame_seconds
     gap_starts = result.blank_before * frame_seconds
     audio_end = result.num_frames * frame_seconds
-    onset = np.zeros(len(starts), dtype=np.int8) if onset is None else onset
 
     def sounding(a: float, b: float) -> bool:
         return edges is not None and edges.longest_silence(a, b) < PAUSE_S

@@ -26,6 +26,10 @@ REPEAT_MAX_PER = 0.4  # inserted material this close to a neighbouring word repe
 # heard of the words around it), else it is missing
 MIN_SUBSTITUTE = 3
 SUBSTITUTE_SHARE = 0.4
+# the edit alignment of the decoding to the reference (``edit_opcodes``)
+SUBSTITUTE_COST = 1.5  # a changed phoneme costs more than a dropped or an added one ...
+MAX_TABLE = 8_000_000  # ... up to this many cells (3 x 8 bytes each; beyond, plain Levenshtein in C)
+GAP_OPEN = 1e-3  # among equally cheap alignments, the one with added or dropped material in one piece
 
 
 @dataclass(frozen=True)
@@ -152,10 +156,6 @@ def _heard_in_place_of(w: int, heard_by_word: list[list[int]], n_heard: int) -> 
     return start, max(start, end)
 
 
-SUBSTITUTE_COST = 1.5  # a changed phoneme costs more than a dropped or an added one ...
-MAX_TABLE = 8_000_000  # ... up to this many cells (3 x 8 bytes each; beyond, plain Levenshtein in C)
-
-
 def edit_opcodes(expected: str, heard: str) -> list[tuple[str, int, int, int, int]]:
     """Edit operations from ``expected`` to ``heard``, as ``Levenshtein.opcodes`` gives them, with
     a substitution dearer than an insertion or a deletion. With equal costs a skipped word is
@@ -179,9 +179,6 @@ def edit_opcodes(expected: str, heard: str) -> list[tuple[str, int, int, int, in
             ops.append((names[step], i, i + di, j, j + dj))
         i, j = i + di, j + dj
     return ops
-
-
-GAP_OPEN = 1e-3  # among equally cheap alignments, the one with added or dropped material in one piece
 
 
 @numba.njit(cache=True, nogil=True)
