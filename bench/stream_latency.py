@@ -41,6 +41,7 @@ async def client(url: str, audio: np.ndarray, spec: tuple[int, int], index: int)
     chunk = 16000 * 2 * CHUNK_MS // 1000
     sends: list[tuple[int, float]] = []  # (audio_ms at the end of the chunk, send time)
     latencies, word_delays, errors = [], [], []
+    live: list[float] = []  # latencies of the events that came before the client sent stop
     seen_words: set[int] = set()
     async with websockets.connect(f"{url}/ws/stream", max_size=2**24) as ws:
         await ws.send(json.dumps({"type": "start", "data": {"protocol": "1.0", "surah": spec[0], "ayah": spec[1],
@@ -67,6 +68,8 @@ async def client(url: str, audio: np.ndarray, spec: tuple[int, int], index: int)
                     sent = next((t for ms, t in sends if ms >= data["audio_ms"]), None)
                     if sent is not None:
                         latencies.append(now - sent)
+                        if not stopped.is_set():
+                            live.append(now - sent)
                 if kind == "word" and data["index"] not in seen_words:
                     seen_words.add(data["index"])
                     word_delays.append(now - (t0 + data["end"]))
@@ -84,7 +87,7 @@ async def client(url: str, audio: np.ndarray, spec: tuple[int, int], index: int)
         await ws.send(json.dumps({"type": "stop", "data": {}}))
         await asyncio.wait_for(done.wait(), timeout=120)
         await task
-    return {"client": index, "latencies": latencies, "word_delays": word_delays, "errors": errors,
+    return {"client": index, "latencies": latencies, "live": live, "word_delays": word_delays, "errors": errors,
             "audio_s": len(pcm) / 32000}
 
 
@@ -160,19 +163,22 @@ def main() -> None:
               f"{len(r.get('errors', [])):>6}")
     lat = [x for r in results for x in r.get("latencies", [])]
     words = [x for r in results for x in r.get("word_delays", [])]
+    live = [x for r in results for x in r.get("live", [])]
     overall = {"clients": args.clients, "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99),
+               "live_p50_ms": pct(live, 50), "live_p95_ms": pct(live, 95),
                "word_delay_p50_ms": pct(words, 50), "word_delay_p95_ms": pct(words, 95),
                "errors": sum(len(r.get("errors", [])) for r in results), "failed_clients": len(failures),
                "stages_mean_ms": stages}
     print(f"overall: p50 {overall['p50_ms']} ms, p95 {overall['p95_ms']} ms, p99 {overall['p99_ms']} ms; "
           f"word delay p50 {overall['word_delay_p50_ms']} ms, p95 {overall['word_delay_p95_ms']} ms; "
           f"errors {overall['errors']}, failed clients {len(failures)}")
+    print(f"events before stop only: p50 {overall['live_p50_ms']} ms, p95 {overall['live_p95_ms']} ms")
     print("mean per stage (ms):", ", ".join(f"{k} {v}" for k, v in stages.items()))
     for failure in failures[:3]:
         print("client failure:", repr(failure))
     if args.json:
         Path(args.json).write_text(json.dumps({"overall": overall, "clients": [
-            {k: v for k, v in r.items() if k not in ("latencies", "word_delays")} for r in results]}, indent=2))
+            {k: v for k, v in r.items() if k not in ("latencies", "live", "word_delays")} for r in results]}, indent=2))
 
 
 if __name__ == "__main__":

@@ -54,8 +54,11 @@ def receive(ws, until: str = "final", limit: int = 500) -> list[dict]:
     raise AssertionError(f"no {until} message")
 
 
-def send_audio(ws, pcm: bytes, chunk: int = 3200) -> None:
+def send_audio(ws, pcm: bytes, chunk: int = 3200, real_time: bool = False) -> None:
+    """Send PCM16 in 100 ms frames: as fast as possible, or at the pace of a live microphone."""
     for i in range(0, len(pcm), chunk):
+        if real_time:
+            time.sleep(chunk / 32000)
         ws.send_bytes(pcm[i:i + chunk])
 
 
@@ -84,10 +87,11 @@ def test_a_stream_gets_words_while_sending_and_the_report_at_the_end(client, pcm
         ready = json.loads(ws.receive_text())
         assert ready["type"] == "ready" and len(ready["data"]["words"]) == 4
         assert ready["data"]["session_id"]
-        send_audio(ws, pcm)
+        send_audio(ws, pcm, real_time=True)
         ws.send_text(json.dumps({"type": "stop"}))
         messages = receive(ws)
     types = [m["type"] for m in messages]
+    # at least one partial per second of audio (the recording is 5.5 s)
     assert types.count("partial") >= 5 and types[-1] == "final"
     assert all("audio_ms" in m["data"] for m in messages)
     assert all(set(m) == {"type", "data", "timestamp"} for m in messages)

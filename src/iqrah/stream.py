@@ -1,16 +1,20 @@
-"""Live assessment, sans I/O: ``StreamingAnalyzer.feed(pcm) -> events``, ``finish() -> events``.
+"""Live assessment, sans I/O: ``StreamingAnalyzer.feed(pcm) -> events``, ``flush()`` and
+``finish() -> events``.
 
-Every ``step_s`` of new audio (once the VAD has heard speech), the acoustic model runs on a
-window that starts a few words back (``context_words``) and the rest of the reference is
-aligned to it with a partial CTC alignment (the audio holds only a prefix of the ayah). A word
-is confirmed once the next word has clearly begun (``margin_s``), or once the reciter has been
-silent that long after it (a stop: the next word may be seconds away); it is then judged (free
-decoding of its stretch against its phonemes, then the tajweed validators on its units) and
-sent as a ``word`` event, with its ``violation`` events. Words still inside the window are
-aligned again at the next step; if a boundary moves by more than ``revise_s`` the word is sent
-again with ``revision`` + 1. ``finish()`` runs the offline pipeline on the whole recording, so
-the ``final`` report is exactly what ``iqrah analyze`` says of the same audio, and re-sends any
-word whose verdict or boundaries that changes.
+Silero VAD finds where the recitation begins. From then on, every ``step_s`` of new audio, the
+rest of the reference is aligned, with a partial CTC alignment (the audio holds only a prefix
+of the ayah), to a window that starts a few words back (``context_words``). The acoustic model
+does not run on the whole window each step: frames settled at the previous step are kept, and
+the model hears only the newest audio with ``model_context_s`` before it, plus a little quiet
+after it (``end_pad_s``), which settles the last sounds sooner. A word is confirmed once the
+next word has clearly begun (``margin_s``), or once the reciter has been silent that long after
+it (a stop: the next word may be seconds away); it is then judged (free decoding of its stretch
+against its phonemes, then the tajweed validators on its units) and sent as a ``word`` event,
+with its ``violation`` events. Words still inside the window are aligned again at the next
+step; if a boundary moves by more than ``revise_s`` the word is sent again with ``revision`` +
+1. ``flush()`` confirms what is left once the audio has ended; ``finish()`` runs the offline
+pipeline on the whole recording, so the ``final`` report is exactly what ``iqrah analyze`` says
+of the same audio, and re-sends any word whose verdict or boundaries that changes.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from .evaluate.metrics import collapse_runs
 from .quran import build_reference, parse_spec
 from .report import feedback
 
+END_PAD_LEVEL = 0.01  # the quiet appended to a window: noise at 1 % of the window's RMS
 WORD_MAX_PER = 0.6  # a confirmed word whose stretch decodes this far from it is a content error
 
 
@@ -60,8 +65,9 @@ class WordState:
 
 class StreamingAnalyzer:
     def __init__(self, spec: str, settings: AnalyzeSettings | None = None,
-                 model: AcousticModel | None = None, *, step_s: float = 0.5, context_words: int = 3,
-                 margin_s: float = 0.3, revise_s: float = 0.04, max_window_s: float = 20.0):
+                 model: AcousticModel | None = None, *, step_s: float = 0.25, context_words: int = 2,
+                 margin_s: float = 0.3, revise_s: float = 0.04, max_window_s: float = 20.0,
+                 end_pad_s: float = 0.3, settle_s: float = 0.5, model_context_s: float = 1.5):
         if model is None:
             from .acoustic.registry import load_model
 
@@ -75,6 +81,10 @@ class StreamingAnalyzer:
         self.model = model
         self.step_s, self.context_words, self.margin_s = step_s, context_words, margin_s
         self.revise_s, self.max_window_s = revise_s, max_window_s
+        self.end_pad_s, self.settle_s, self.model_context_s = end_pad_s, settle_s, model_context_s
+        self._hop = round(model.frame_seconds * SAMPLE_RATE)
+        self._cache = np.zeros((0, len(model.vocab)), np.float32)  # log-probs of the last step
+        self._cache_from = 0  # the stream frame its first row belongs to
         targets = alignment_targets(self.reference, model.vocab)
         self._word_of_token = np.array([self.reference.units[u].word_index for u in targets.unit_of_token])
         self._chunks: list[np.ndarray] = []
@@ -84,6 +94,7 @@ class StreamingAnalyzer:
         self._clock = Stopwatch()  # the stages of the last feed() or finish()
         self._speech_from: int | None = None
         self._last_step = 0
+        self._last_partial = 0
         self.words: dict[int, WordState] = {}
         self.next_word = 0
         self.finished = False
@@ -108,16 +119,31 @@ class StreamingAnalyzer:
                              "min limit of a session")
         self._chunks.append(pcm)
         self._samples += pcm.size
+        if self._speech_from is None:  # the VAD finds where the recitation begins; from
+            self._listen(pcm)          # there on the alignment follows it
+        if self._samples - self._last_step < (step_s or self.step_s) * SAMPLE_RATE:
+            # a busy server steps less often; the client still hears from it every second
+            return [self._partial()] if self._samples - self._last_partial >= SAMPLE_RATE else []
+        self._last_step = self._samples
+        events = self._step() if self._speech_from is not None else []
+        return events + [self._partial()]
+
+    def _listen(self, pcm: np.ndarray) -> None:
         with self._clock.stage("vad"):
             for segment in self._vad.feed(pcm):
                 self._note_speech(self._vad_offset + segment.start)
             if self._vad.speaking and self._speech_from is None:
                 self._note_speech(max(0, self._vad_offset + self._vad.position - SAMPLE_RATE // 4))
-        if self._samples - self._last_step < (step_s or self.step_s) * SAMPLE_RATE:
+
+    def flush(self) -> list[Event]:
+        """The audio has ended (before ``finish``): confirm and judge every word heard so far,
+        without waiting for what would follow it. Cheap, so a server can send these words before
+        the final report, which takes longer."""
+        if self.finished or self._speech_from is None:
             return []
+        self._clock = Stopwatch()
         self._last_step = self._samples
-        events = self._step() if self._speech_from is not None else []
-        return events + [self._partial()]
+        return self._step(ended=True)
 
     def finish(self) -> list[Event]:
         """End of the recitation: the final report, and corrections to what was sent."""
@@ -186,14 +212,16 @@ class StreamingAnalyzer:
             start = self._speech_from / SAMPLE_RATE - 0.3
         return max(0.0, start, self._samples / SAMPLE_RATE - self.max_window_s), first
 
-    def _step(self) -> list[Event]:
+    def _step(self, ended: bool = False) -> list[Event]:
         start_s, first_word = self._window_start()
         audio = self.audio()
-        window = audio[int(start_s * SAMPLE_RATE):]
+        first_frame = int(start_s * SAMPLE_RATE) // self._hop
+        start_s = first_frame * self._hop / SAMPLE_RATE
+        window = audio[first_frame * self._hop :]
         if window.size < 0.3 * SAMPLE_RATE:
             return []
         with self._clock.stage("acoustic"):
-            log_probs = self.model.log_probs(window)
+            log_probs = self._window_log_probs(first_frame, audio)
         try:
             with self._clock.stage("align"):
                 aligned = align_reference(log_probs, self.reference, self.model.vocab, self.model.frame_seconds,
@@ -216,14 +244,18 @@ class StreamingAnalyzer:
                           and window_end - after.start >= self.margin_s)
             # or it was heard whole and the reciter stopped after it (the last word: the end of
             # the ayah): no need to wait for the next word to be sure
-            paused = stopped and (after is None or not np.isfinite(after.start)) and np.isfinite(timing.end)
-            if not (next_begun or paused):
+            paused = (stopped or ended) and (after is None or not np.isfinite(after.start)) \
+                and np.isfinite(timing.end)
+            if not (next_begun or paused or (ended and np.isfinite(timing.end))):
                 break
             sent = self.words.get(w)
             if sent is not None:
-                moved = abs(sent.start - timing.start) > self.revise_s or abs(sent.end - timing.end) > self.revise_s
+                # the window starts inside the sound of its first word: that word's start is the
+                # window's, not its own
+                start = sent.start if w == first_word and first_word > 0 else timing.start
+                moved = abs(sent.start - start) > self.revise_s or abs(sent.end - timing.end) > self.revise_s
                 if moved and w >= self.next_word - self.context_words:
-                    sent.start, sent.end, sent.revision = timing.start, timing.end, sent.revision + 1
+                    sent.start, sent.end, sent.revision = start, timing.end, sent.revision + 1
                     events.append(self._word_event(sent))
                 continue
             with self._clock.stage("assess"):
@@ -233,6 +265,36 @@ class StreamingAnalyzer:
             events.append(self._word_event(state))
             events += [Event("violation", v, self._ms()) for v in violations]
         return events
+
+    def _window_log_probs(self, first_frame: int, audio: np.ndarray) -> np.ndarray:
+        """Log-probs of frames ``first_frame`` .. now (40 ms frames of the stream).
+
+        The model runs only on the newest audio with ``model_context_s`` before it: frames older
+        than ``settle_s`` before the end of the previous step are taken from that step (more
+        audio after them hardly changes them). The model learnt from recordings that end in
+        silence and is unsure of the last sounds until it hears what follows them; a little
+        quiet appended to the audio (its frames dropped) settles them sooner."""
+        hop = self._hop
+        last_frame = audio.size // hop
+        cache_end = self._cache_from + len(self._cache)
+        settled = cache_end - int(self.settle_s / self.model.frame_seconds)
+        context = int(self.model_context_s / self.model.frame_seconds)
+        if self._cache_from <= first_frame and settled - context > first_frame:
+            run_from = settled - context
+            reuse = self._cache[first_frame - self._cache_from : settled - self._cache_from]
+        else:
+            run_from, reuse = first_frame, self._cache[:0]
+        pad = int(self.end_pad_s * SAMPLE_RATE)
+        chunk = audio[run_from * hop :]
+        if pad > 0:
+            rng = np.random.default_rng(0)
+            level = END_PAD_LEVEL * max(float(np.sqrt(np.mean(chunk**2))), 1e-6)
+            chunk = np.concatenate([chunk, (rng.standard_normal(pad) * level).astype(np.float32)])
+        fresh = self.model.log_probs(chunk)
+        fresh = fresh[first_frame + len(reuse) - run_from : last_frame - run_from]
+        log_probs = np.concatenate([reuse, fresh]) if len(reuse) else fresh
+        self._cache, self._cache_from = log_probs, first_frame
+        return log_probs
 
     def _judge(self, w, timing, aligned, audio, heard, heard_times):
         expected = collapse_runs(self.reference.words[w].phonemes)
@@ -267,6 +329,7 @@ class StreamingAnalyzer:
                               "revision": state.revision}, self._ms())
 
     def _partial(self) -> Event:
+        self._last_partial = self._samples
         done = sorted(self.words)
         return Event("partial", {"current_word": self.next_word,
                                  "words": [{"index": w, "verdict": self.words[w].verdict} for w in done]},

@@ -13,14 +13,16 @@ class ModelError(ValueError):
     """A model name or file that cannot be loaded; the message lists what can."""
 
 
-def load_model(name: str | None = None) -> AcousticModel:
+def load_model(name: str | None = None, *, threads: int = 0) -> AcousticModel:
     """``iqrah-small`` (bundled, the default); ``muaalem:<folder or hub id>`` (torch, extra
-    [muaalem]); or a path to an ``.onnx`` file with its ``.json`` card (iqrah or muaalem export)."""
+    [muaalem]); or a path to an ``.onnx`` file with its ``.json`` card (iqrah or muaalem export).
+    ``threads``: onnxruntime threads per model call (0: one per core); a server that runs
+    several calls at once gives each one thread."""
     from .onnx_model import OnnxAcousticModel
 
     name = name or DEFAULT_MODEL
     if name == DEFAULT_MODEL:
-        return OnnxAcousticModel()
+        return OnnxAcousticModel(threads=threads)
     if name.startswith("muaalem:"):
         try:
             from .muaalem import MuaalemTorchModel
@@ -37,8 +39,8 @@ def load_model(name: str | None = None) -> AcousticModel:
         if (path.parent / "muaalem.json").is_file() or _card(path).get("levels"):
             from .muaalem import MuaalemOnnxModel
 
-            return MuaalemOnnxModel(path)
-        return OnnxAcousticModel(path)
+            return MuaalemOnnxModel(path, threads=threads)
+        return OnnxAcousticModel(path, threads=threads)
     raise ModelError(f"unknown model {name!r}: use {DEFAULT_MODEL!r} (bundled), muaalem:<folder or hub id>, "
                      "or a path to an .onnx file")
 

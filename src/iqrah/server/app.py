@@ -9,19 +9,20 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
-from pathlib import Path
-
 from importlib import resources
+from pathlib import Path
 
 from fastapi import FastAPI, File, Form, UploadFile, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
+from threadpoolctl import threadpool_limits
 
 from ..analyze import AnalyzeSettings, analyze
 from ..audio import AudioError
@@ -32,6 +33,10 @@ from ..quran.text import SURAH_COUNT, ayah_count, surah_name_ar
 from .metrics import Metrics
 from .sessions import SessionStore, make_store
 from .ws import StreamSession
+
+STEP_S = 0.25  # new audio per stream step on an idle server
+MAX_STEP_S = 2.0  # ... and on a busy one
+TARGET_BUSY = 0.6  # the share of time the inference threads may work before steps grow
 
 
 def _env_int(name: str, default: int) -> int:
@@ -60,9 +65,18 @@ class ServerState:
         self.model_error: str | None = None
         self.store = store or make_store(config.redis_url)
         self.analyze_settings = AnalyzeSettings()
+        # parallelism comes from the pool (and uvicorn workers): numpy's BLAS must not start
+        # threads of its own in every pool thread, they would fight over the cores
+        threadpool_limits(1)
         self.pool = ThreadPoolExecutor(max_workers=config.inference_threads, thread_name_prefix="iqrah-infer")
+        # whole-recording reports (the final of a stream, uploads) take 0.1-1 s each: they have
+        # a thread of their own, so live words do not queue behind them
+        self.report_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iqrah-report")
         self.draining = asyncio.Event()
         self.pending = 0  # jobs submitted to the pool and not finished
+        self._busy_s = 0.0  # seconds the inference threads worked since _measured_at
+        self._measured_at = time.perf_counter()
+        self._step_s = STEP_S
         self._active = 0
         self._lock = threading.Lock()
 
@@ -72,23 +86,45 @@ class ServerState:
         from ..acoustic.registry import load_model
 
         try:
-            self.model = load_model(self.config.model)
+            # the pool runs inference_threads calls at once: one onnxruntime thread each
+            self.model = load_model(self.config.model, threads=1)
         except (FileNotFoundError, ValueError) as exc:
             self.model_error = str(exc)
+
+    async def run_report(self, fn, *args):
+        """Run a whole-recording analysis in the report pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.report_pool, partial(fn, *args))
 
     async def run(self, fn, *args, **kwargs):
         """Run blocking work (model, alignment) in the inference pool."""
         self.pending += 1
+
+        def job():
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self._busy_s += time.perf_counter() - t0
+
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, partial(fn, *args, **kwargs))
+            return await asyncio.get_running_loop().run_in_executor(self.pool, job)
         finally:
             self.pending -= 1
 
     def stream_step_s(self) -> float:
-        """How much new audio a stream gathers before it is aligned again: 0.5 s, up to 1 s when
-        more work waits than the pool has threads (fewer, larger steps keep queues short)."""
-        load = self.pending / self.config.inference_threads
-        return 0.5 if load < 1 else min(1.0, 0.5 * load)
+        """How much new audio a stream gathers before it is aligned again. Every half second the
+        step is scaled by how busy the inference threads were against TARGET_BUSY: 0.25 s on an
+        idle server, up to 2 s on a busy one (fewer, larger steps cost less per second of audio)."""
+        now = time.perf_counter()
+        elapsed = now - self._measured_at
+        if elapsed >= 0.5:
+            with self._lock:
+                busy, self._busy_s = self._busy_s, 0.0
+            self._measured_at = now
+            utilisation = busy / (elapsed * self.config.inference_threads)
+            self._step_s = min(MAX_STEP_S, max(STEP_S, self._step_s * utilisation / TARGET_BUSY))
+        return self._step_s
 
     def admit(self) -> bool:
         with self._lock:
@@ -139,6 +175,7 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
         yield
         state.draining.set()
         state.pool.shutdown(wait=False, cancel_futures=True)
+        state.report_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="iqrah", version="1.0", lifespan=lifespan)
     app.state.iqrah = state
@@ -205,7 +242,7 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
         except ValueError as exc:
             return refuse(422, "bad_settings", str(exc))
         try:
-            report = await state.run(analyze, data, ayah, settings, state.model)
+            report = await state.run_report(analyze, data, ayah, settings, state.model)
         except UnknownAyahError as exc:
             return refuse(422, "unknown_ayah", str(exc))
         except AudioError as exc:

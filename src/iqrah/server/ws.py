@@ -1,8 +1,9 @@
 """One ``/ws/stream`` connection: protocol 1.0 around a StreamingAnalyzer.
 
 The analyzer's work (model, alignment) runs in the server's thread pool, so the event loop keeps
-serving every other connection while one session computes. Messages of one session are handled
-in order. Errors a client can fix are reported and the connection stays open; only those that
+serving every other connection while one session computes. Audio that arrives while the
+analyzer works is gathered and fed in one piece next (a busy server falls behind by less);
+other messages of a session are handled after all the audio sent before them. Errors a client can fix are reported and the connection stays open; only those that
 leave nothing to go on (an unsupported protocol, a session over its limits) close it.
 """
 
@@ -15,6 +16,7 @@ import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import numpy as np
 import soxr
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -40,7 +42,10 @@ class StreamSession:
         self.start: p.Start | None = None
         self.session_id: str | None = None
         self.resampler: soxr.ResampleStream | None = None
-        self.unsaved = bytearray()  # PCM16 received since the session was last stored
+        self.unsaved = bytearray()  # PCM16 fed to the analyzer since the session was last stored
+        self.inbox: list[np.ndarray] = []  # audio received and not yet fed to the analyzer
+        self.inbox_since = 0.0  # when its oldest chunk arrived
+        self.feeding: asyncio.Task | None = None
         self.missed_pongs = 0
         self.closed = False
 
@@ -86,7 +91,7 @@ class StreamSession:
             pinger.cancel()
             drain.cancel()
             self.server.release()
-            await asyncio.shield(self._store())  # even when the connection task is cancelled
+            await asyncio.shield(self._settle_and_store())  # even when the connection task is cancelled
 
     async def _ping_loop(self) -> None:
         while True:
@@ -100,15 +105,21 @@ class StreamSession:
 
     async def _shutdown(self) -> None:
         """The server is stopping: keep the session resumable and tell the client."""
-        await self._store()
+        await self._settle_and_store()
         await self._error(p.SHUTTING_DOWN, "the server is restarting; reconnect with your session_id to resume",
                           resumable=self.session_id is not None, session_id=self.session_id)
         await self._close(CLOSE_RESTART, "server restarting")
 
     # ---- messages -----------------------------------------------------------------------
     async def _on_text(self, raw: str, arrived: float) -> None:
-        kind, data = p.parse_text(raw)
+        try:
+            kind, data = p.parse_text(raw)
+        except p.ProtocolError:
+            await self._settle()  # in order: the audio sent before it is handled first
+            raise
         self.server.metrics.messages.labels("in", kind).inc()
+        if kind not in ("audio", "pong"):
+            await self._settle()
         if kind == "pong":
             self.missed_pongs = 0
         elif kind == "start":
@@ -175,28 +186,69 @@ class StreamSession:
             samples = self.resampler.resample_chunk(samples)
         decode_ms = (time.perf_counter() - t0) * 1000
         limit = self.server.config.max_session_bytes // 4
-        if self.analyzer._samples + samples.size > limit:
+        if self.analyzer._samples + sum(x.size for x in self.inbox) + samples.size > limit:
             await self._error(p.SESSION_TOO_LARGE, f"the session holds more than "
                               f"{self.server.config.max_session_bytes // 2**20} MB of audio: send stop")
             await self._close(CLOSE_POLICY, "session too large")
             return
+        if not np.all(np.isfinite(samples)):
+            raise p.ProtocolError(p.BAD_AUDIO, "audio contains NaN or infinite samples")
+        self.server.metrics.observe_stages({"decode": decode_ms})
+        if not self.inbox:
+            self.inbox_since = arrived
+        self.inbox.append(samples)
+        if self.feeding is None or self.feeding.done():
+            self.feeding = asyncio.create_task(self._feed_inbox())
+
+    async def _feed_inbox(self) -> None:
+        """Feed the analyzer all the audio received so far in one job, until none is left. While
+        a job runs, the next chunks gather: a busy server hands each session fewer, larger pieces
+        instead of falling behind chunk by chunk."""
         try:
-            events = await self.server.run(self.analyzer.feed, samples, step_s=self.server.stream_step_s())
-        except AudioError as exc:
-            raise p.ProtocolError(p.SESSION_TOO_LARGE if "limit" in str(exc) else p.BAD_AUDIO, str(exc),
-                                  fatal="limit" in str(exc)) from None
-        self.unsaved.extend(to_pcm16(samples))
-        self.server.metrics.observe_stages({"decode": decode_ms, **self.analyzer.stage_ms})
-        if any(e.type == "word" for e in events) or len(self.unsaved) >= STORE_EVERY_BYTES:
-            await self._store()
-        await self._send_events(events, arrived)
+            while self.inbox and self.analyzer is not None and not self.closed:
+                samples, arrived = np.concatenate(self.inbox), self.inbox_since
+                self.inbox = []
+                analyzer = self.analyzer
+                step_s = self.server.stream_step_s()
+                try:
+                    events = await self.server.run(analyzer.feed, samples, step_s=step_s)
+                except AudioError as exc:
+                    too_long = "limit" in str(exc)
+                    await self._error(p.SESSION_TOO_LARGE if too_long else p.BAD_AUDIO, str(exc))
+                    if too_long:
+                        await self._close(CLOSE_POLICY, str(exc))
+                    continue
+                self.unsaved.extend(to_pcm16(samples))
+                self.server.metrics.observe_stages(analyzer.stage_ms)
+                if "acoustic" in analyzer.stage_ms:
+                    self.server.metrics.step.observe(step_s)
+                if any(e.type == "word" for e in events) or len(self.unsaved) >= STORE_EVERY_BYTES:
+                    await self._store()
+                await self._send_events(events, arrived)
+        except Exception:
+            log.exception("stream session failed")
+            await self._error(p.INTERNAL, "internal error; the session was saved, reconnect to resume",
+                              resumable=True)
+            await self._close(1011, "internal error")
+
+    async def _settle(self) -> None:
+        """Wait until every chunk received has been fed to the analyzer."""
+        while self.feeding is not None and not self.feeding.done():
+            await self.feeding
+
+    async def _settle_and_store(self) -> None:
+        await self._settle()
+        await self._store()
 
     async def _on_stop(self) -> None:
         if self.analyzer is None:
             raise p.ProtocolError(p.NOT_STARTED, "nothing to stop: send start first")
+        await self._settle()
         arrived = time.perf_counter()
+        # the last words first (cheap), then the final report (the whole recording again)
+        await self._send_events(await self.server.run(self.analyzer.flush), arrived)
         try:
-            events = await self.server.run(self.analyzer.finish)
+            events = await self.server.run_report(self.analyzer.finish)
         except AudioError as exc:  # e.g. nothing but silence: say so, keep the connection
             await self._error(p.BAD_AUDIO, str(exc))
             events = []
