@@ -105,3 +105,15 @@ def test_edit_opcodes_rebuild_the_decoding_at_the_weighted_optimum():
         assert cost == pytest.approx(weighted(a, b))
     # added material stays in one piece
     assert [op[0] for op in edit_opcodes("abab", "abXabab")] in (["equal", "insert", "equal"],)
+
+
+def test_a_word_said_twice_split_anywhere_is_a_repetition():
+    """The edit alignment may keep the start of the first copy and the end of the second: the
+    inserted part ('الَ' of 'قَالَ') still repeats the word."""
+    from iqrah.assess.content import WordContent, _repeated_word, infix_distance
+
+    assert infix_distance("فَرَا", "وَغَفَرَ") == 1
+    assert infix_distance("abc", "xyz") == 3
+    words = [WordContent(0, "قَالَ", "قَالَ", 5, 0, 0), WordContent(1, "لَهُم", "لَهُم", 5, 0, 0)]
+    assert _repeated_word("الَ", words, 0) == 0
+    assert _repeated_word("سِۦن", words, 0) is None

@@ -3,8 +3,9 @@
 The greedy (best-path) decoding of the acoustic model is what the model heard without being
 told the text. Aligning it to the reference phonemes with an edit-distance alignment (both with
 runs collapsed, as the model emits them) shows, word by word, what was kept, changed or left
-out, and what was added between words. Added material that sounds like a neighbouring word is a
-repetition; other added material is an extra.
+out, and what was added between words. Added material that sounds like a neighbouring word, or
+like a good part of it (the alignment may split a word said twice anywhere between the two
+copies), is a repetition; other added material is an extra.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from ..quran import Reference
 MIN_KEPT = 0.5  # a word with less than half its phonemes heard is missing or substituted
 MIN_EXTRA = 3  # inserted runs shorter than this are decoding noise, not words
 REPEAT_MAX_PER = 0.4  # inserted material this close to a neighbouring word repeats it
+PART_MIN_SHARE = 0.5  # ... or it is at least half as long as the word
+PART_MAX_PER = 0.34  # ... and this close to a part of it
 # a word mostly not heard was substituted when this much was said in its place (between what was
 # heard of the words around it), else it is missing
 MIN_SUBSTITUTE = 3
@@ -231,13 +234,37 @@ def expected_of(ref_word: np.ndarray, expected: str, w: int) -> str:
     return "".join(expected[i] for i in np.flatnonzero(ref_word == w))
 
 
+@numba.njit(cache=True)
+def _infix_distance(a: np.ndarray, b: np.ndarray) -> int:
+    prev = np.zeros(b.size + 1, np.int64)  # a[:0] matches an empty infix anywhere: free start
+    for i in range(1, a.size + 1):
+        cur = np.empty_like(prev)
+        cur[0] = i
+        for j in range(1, b.size + 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+        prev = cur
+    return int(prev.min())  # free end
+
+
+def infix_distance(part: str, word: str) -> int:
+    """Edits that turn ``part`` into the closest stretch (infix) of ``word``."""
+    return _infix_distance(np.array([ord(c) for c in part], np.int64),
+                           np.array([ord(c) for c in word], np.int64))
+
+
 def _repeated_word(segment: str, words: list[WordContent], before: int) -> int | None:
     """The neighbouring word (or run of words) the inserted segment repeats, if any."""
-    best, best_per = None, REPEAT_MAX_PER
+    best, best_per = None, 1.0
     for w in (before, before + 1):
         if not 0 <= w < len(words) or not words[w].expected:
             continue
-        per = distance(segment, words[w].expected) / len(words[w].expected)
+        expected = words[w].expected
+        per = distance(segment, expected) / len(expected) / REPEAT_MAX_PER
+        # the edit alignment may split a word said twice anywhere between the two copies, so the
+        # insertion can be the end of the first copy and the start of the second: a long enough
+        # part of the word (an infix) also counts
+        if len(segment) >= PART_MIN_SHARE * len(expected):
+            per = min(per, infix_distance(segment, expected) / len(segment) / PART_MAX_PER)
         if per < best_per:
             best, best_per = w, per
     return best
