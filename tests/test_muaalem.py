@@ -89,6 +89,26 @@ def test_analyze_runs_on_the_backend(checkpoint, speech):
     assert units[0].sifat["hams_or_jahr"].expected == "jahr"  # hamza
 
 
+def test_relative_key_attention_equals_transformers(checkpoint):
+    """The export's cheaper relative position scores give what transformers' attention gives,
+    over more frames than the 64 + 8 distances it tells apart (clamping included)."""
+    import torch
+
+    from iqrah.acoustic.export import _relative_key_attention
+    from iqrah.acoustic.muaalem import MuaalemTorchModel
+
+    model = MuaalemTorchModel(str(checkpoint))
+    layers = [m for m in model.model.modules()
+              if getattr(m, "position_embeddings_type", None) == "relative_key" and hasattr(m, "linear_q")]
+    assert layers
+    torch.manual_seed(1)
+    x = torch.randn(2, 90, layers[0].linear_q.in_features)
+    with torch.no_grad():
+        want, _ = layers[0](x)
+        got, _ = _relative_key_attention(layers[0], x)
+    assert torch.allclose(want, got, atol=1e-5)
+
+
 def test_onnx_equals_torch(checkpoint, exported, speech):
     from iqrah.acoustic.muaalem import MuaalemOnnxModel, MuaalemTorchModel
 
