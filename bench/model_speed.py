@@ -117,12 +117,19 @@ def prune_experiment(folder: Path, audio: np.ndarray, threads: int) -> dict:
         return sum(int((p != 0).sum()) for p in model.model.parameters()) * 4 / 2**20
 
     before = {"seconds": round(timed(), 3), "nonzero_weights_mb": round(nonzero_mb(), 1)}
-    linears = [(m, "weight") for m in model.model.modules() if isinstance(m, torch.nn.Linear)]
-    prune.global_unstructured(linears, pruning_method=prune.L1Unstructured, amount=0.3)
-    for module, name in linears:
-        prune.remove(module, name)
+    linears = [m for m in model.model.modules() if isinstance(m, torch.nn.Linear)]
+    # global unstructured L1 pruning, as prune.global_unstructured does it, but with the global
+    # threshold found by one in-place partition: global_unstructured's topk over all 600M weights
+    # ran this 24 GB machine out of memory
+    magnitudes = np.concatenate([m.weight.detach().abs().numpy().ravel() for m in linears])
+    k = int(0.3 * magnitudes.size)
+    threshold = float(np.partition(magnitudes, k)[k])
+    del magnitudes
+    for module in linears:
+        prune.custom_from_mask(module, "weight", module.weight.detach().abs() >= threshold)
+        prune.remove(module, "weight")
     after = {"seconds": round(timed(), 3), "nonzero_weights_mb": round(nonzero_mb(), 1)}
-    return {"before": before, "after_30pct_global_magnitude": after,
+    return {"before": before, "after_30pct_global_magnitude": after, "threshold": threshold,
             "note": "dense kernels do not skip zeros: size shrinks only when stored sparse; speed is unchanged"}
 
 
