@@ -3,8 +3,9 @@
 The analyzer's work (model, alignment) runs in the server's thread pool, so the event loop keeps
 serving every other connection while one session computes. Audio that arrives while the
 analyzer works is gathered and fed in one piece next (a busy server falls behind by less);
-other messages of a session are handled after all the audio sent before them. Errors a client can fix are reported and the connection stays open; only those that
-leave nothing to go on (an unsupported protocol, a session over its limits) close it.
+other messages of a session are handled after all the audio sent before them. Errors a client
+can fix are reported and the connection stays open; only those that leave nothing to go on (an
+unsupported protocol, a session over its limits) close it.
 """
 
 from __future__ import annotations
