@@ -73,7 +73,6 @@ class ServerState:
         # a thread of their own, so live words do not queue behind them
         self.report_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iqrah-report")
         self.draining = asyncio.Event()
-        self.pending = 0  # jobs submitted to the pool and not finished
         self._busy_s = 0.0  # seconds the inference threads worked since _measured_at
         self._measured_at = time.perf_counter()
         self._step_s = STEP_S
@@ -97,7 +96,6 @@ class ServerState:
 
     async def run(self, fn, *args, **kwargs):
         """Run blocking work (model, alignment) in the inference pool."""
-        self.pending += 1
 
         def job():
             t0 = time.perf_counter()
@@ -107,10 +105,7 @@ class ServerState:
                 with self._lock:
                     self._busy_s += time.perf_counter() - t0
 
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, job)
-        finally:
-            self.pending -= 1
+        return await asyncio.get_running_loop().run_in_executor(self.pool, job)
 
     def stream_step_s(self) -> float:
         """How much new audio a stream gathers before it is aligned again. Every half second the
