@@ -26,7 +26,7 @@ from Levenshtein import distance
 
 from .acoustic.base import AcousticModel
 from .align import AlignmentError
-from .align.words import SoundEdges, align_reference, alignment_targets
+from .align.words import align_reference, alignment_targets
 from .analyze import AnalyzeSettings, Stopwatch, analyze
 from .assess.content import Heard
 from .assess.findings import AssessmentContext
@@ -234,8 +234,7 @@ class StreamingAnalyzer:
         events = []
         last_word = len(self.reference.words) - 1
         # the reciter has stopped: the window ends in ``margin_s`` of silence
-        quiet_s = SoundEdges(window, SAMPLE_RATE).longest_silence(window_end - start_s - self.margin_s,
-                                                                window_end - start_s)
+        quiet_s = aligned.edges.longest_silence(window_end - start_s - self.margin_s, window_end - start_s)
         stopped = quiet_s >= self.margin_s - 0.02
         for w in range(first_word, last_word + 1):
             timing = aligned.words[w]
@@ -244,9 +243,9 @@ class StreamingAnalyzer:
                           and window_end - after.start >= self.margin_s)
             # or it was heard whole and the reciter stopped after it (the last word: the end of
             # the ayah): no need to wait for the next word to be sure
-            paused = (stopped or ended) and (after is None or not np.isfinite(after.start)) \
-                and np.isfinite(timing.end)
-            if not (next_begun or paused or (ended and np.isfinite(timing.end))):
+            heard_whole = np.isfinite(timing.end)
+            paused = stopped and (after is None or not np.isfinite(after.start)) and heard_whole
+            if not (next_begun or paused or (ended and heard_whole)):
                 break
             sent = self.words.get(w)
             if sent is not None:

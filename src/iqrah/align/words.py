@@ -66,6 +66,8 @@ class ReferenceAlignment:
     heard: list[Timing] | None = None
     #: the longest silence (s) between each entry of ``recited`` and the one before (NaN: no audio)
     silence_before: np.ndarray | None = None
+    #: where the audio aligned sounds and is silent (None when aligned without audio)
+    edges: SoundEdges | None = None
 
     @property
     def restarts(self) -> list[tuple[int, int]]:
@@ -177,7 +179,7 @@ def align_reference(log_probs: np.ndarray, reference: Reference, vocab: Vocabula
                                                   ends, reached, edge_pad_s, edges, offset_s)
     return ReferenceAlignment(units=units, words=words, alignment=result, targets=targets, sound=sound,
                               held=held, short_vowel=short_vowel, core=core, recited=recited,
-                              heard=visits, silence_before=silence)
+                              heard=visits, silence_before=silence, edges=edges)
 
 
 PAUSE_REACH_S = 0.25  # a sound runs at most this far into a gap between two spikes
