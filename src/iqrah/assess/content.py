@@ -167,9 +167,7 @@ def edit_opcodes(expected: str, heard: str) -> list[tuple[str, int, int, int, in
     every phoneme of several words in a row."""
     if (len(expected) + 1) * (len(heard) + 1) > MAX_TABLE:
         return opcodes(expected, heard)
-    a = np.array([ord(c) for c in expected], dtype=np.int64)
-    b = np.array([ord(c) for c in heard], dtype=np.int64)
-    steps = _edit_steps(a, b, SUBSTITUTE_COST)[::-1]
+    steps = _edit_steps(_codes(expected), _codes(heard), SUBSTITUTE_COST)[::-1]
     names = ("equal", "replace", "delete", "insert")
     ops: list[tuple[str, int, int, int, int]] = []
     i = j = 0
@@ -248,8 +246,12 @@ def _infix_distance(a: np.ndarray, b: np.ndarray) -> int:
 
 def infix_distance(part: str, word: str) -> int:
     """Edits that turn ``part`` into the closest stretch (infix) of ``word``."""
-    return _infix_distance(np.array([ord(c) for c in part], np.int64),
-                           np.array([ord(c) for c in word], np.int64))
+    return _infix_distance(_codes(part), _codes(word))
+
+
+def _codes(text: str) -> np.ndarray:
+    """The characters of ``text`` as integers, for the numba kernels."""
+    return np.array([ord(c) for c in text], dtype=np.int64)
 
 
 def _repeated_word(segment: str, words: list[WordContent], before: int) -> int | None:
