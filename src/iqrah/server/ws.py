@@ -34,6 +34,7 @@ log = logging.getLogger("iqrah.server")
 
 STORE_EVERY_BYTES = 2 * SAMPLE_RATE  # store the session at least every second of audio (PCM16)
 CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN, CLOSE_RESTART = 1000, 1001, 1008, 1013, 1012
+CLOSE_INTERNAL = 1011
 
 
 class StreamSession:
@@ -84,10 +85,7 @@ class StreamSession:
         except WebSocketDisconnect:
             pass
         except Exception:  # never let one session take the server down; tell the client
-            log.exception("stream session failed")
-            await self._error(p.INTERNAL, "internal error; the session was saved, reconnect to resume",
-                              resumable=True)
-            await self._close(1011, "internal error")
+            await self._internal_error()
         finally:
             pinger.cancel()
             drain.cancel()
@@ -227,10 +225,14 @@ class StreamSession:
                     await self._store()
                 await self._send_events(events, arrived)
         except Exception:
-            log.exception("stream session failed")
-            await self._error(p.INTERNAL, "internal error; the session was saved, reconnect to resume",
-                              resumable=True)
-            await self._close(1011, "internal error")
+            await self._internal_error()
+
+    async def _internal_error(self) -> None:
+        """A bug, not the client's doing: log it, tell the client it may resume, close."""
+        log.exception("stream session failed")
+        await self._error(p.INTERNAL, "internal error; the session was saved, reconnect to resume",
+                          resumable=True)
+        await self._close(CLOSE_INTERNAL, "internal error")
 
     async def _settle(self) -> None:
         """Wait until every chunk received has been fed to the analyzer."""
