@@ -68,6 +68,29 @@ def test_a_deleted_word_is_reported_missing(model, speech, recitations):
     assert report.words[2].verdict == "missing"
 
 
+def test_a_word_said_as_another_is_substituted(model, recitations):
+    """مِنْهَا said as ٱلْبَنَاتِ: free decoding keeps half of مِنْهَا's phonemes by chance (short
+    vowels, a nasal), so only the poor fit of the forced alignment shows the substitution."""
+    from iqrah.analyze import analyze
+    from iqrah.audio import decode_audio
+    from iqrah.evaluate.tsm import crossfade_join
+
+    timings = json.loads((recitations / "alignments" / "alafasy-word-timings.json").read_text())
+
+    def word(surah, ayah, index):
+        audio = decode_audio(recitations / "dev" / f"offline-tarteel-test-corpus-v3-ea-alafasy-{surah:03d}{ayah:03d}.opus")
+        _, start_ms, end_ms = timings[surah - 1][ayah - 1][index]
+        return audio, start_ms * SAMPLE_RATE // 1000, end_ms * SAMPLE_RATE // 1000
+
+    audio, a, b = word(79, 31, 1)  # مِنْهَا
+    donor, c, d = word(37, 153, 1)  # ٱلْبَنَاتِ
+    untouched = analyze(audio, "79:31", model=model)
+    assert untouched.content_errors == []
+    report = analyze(crossfade_join([audio[:a], donor[c:d], audio[b:]]), "79:31", model=model)
+    assert [(e.kind, e.word_indices) for e in report.content_errors] == [("substituted", [1])]
+    assert report.words[1].verdict == "content_error"
+
+
 def test_bad_input_is_a_clear_error(model, speech):
     from iqrah.analyze import analyze
 

@@ -18,7 +18,8 @@ import numpy as np
 from .acoustic.base import AcousticModel
 from .align import AlignmentError
 from .align.words import ReferenceAlignment, align_reference
-from .assess.content import ContentResult, Heard, add_alignment_repeats, check_content
+from .assess.content import (ContentResult, Heard, add_alignment_repeats, add_badly_fitting_words,
+                             check_content)
 from .assess.findings import AssessmentContext, RuleFinding
 from .assess.ghunnah import check_ghunnah
 from .assess.madd import check_madd
@@ -116,6 +117,7 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
                 matches = False  # far too little audio for this ayah: a content problem
             else:
                 add_alignment_repeats(content, aligned, offset_s, model.frame_seconds)
+                add_badly_fitting_words(content, aligned, offset_s, model.frame_seconds)
     if matches and aligned is not None:
         with clock.stage("assess"):
             skip = {w for f in content.findings if f.kind in ("missing", "substituted") for w in f.word_indices}

@@ -22,13 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from Levenshtein import distance
+from Levenshtein import distance, editops
 
 from .acoustic.base import AcousticModel
 from .align import AlignmentError
 from .align.words import align_reference, alignment_targets
 from .analyze import AnalyzeSettings, Stopwatch, analyze
-from .assess.content import Heard
+from .assess.content import FIT_MAX_GOP, FIT_MAX_KEPT, Heard
 from .assess.findings import AssessmentContext
 from .assess.ghunnah import check_ghunnah
 from .assess.madd import check_madd
@@ -299,9 +299,11 @@ class StreamingAnalyzer:
         expected = collapse_runs(self.reference.words[w].phonemes)
         said = "".join(c for c, t in zip(heard.phonemes, heard_times) if timing.start <= t < timing.end)
         per = distance(said, expected) / max(len(expected), 1)
+        kept = 1 - sum(op != "insert" for op, _, _ in editops(expected, said)) / max(len(expected), 1)
         if not said:
             verdict = "missing"
-        elif per > WORD_MAX_PER:
+        elif per > WORD_MAX_PER or (kept < FIT_MAX_KEPT and timing.gop < FIT_MAX_GOP):
+            # another word said in its place (``add_badly_fitting_words``)
             verdict = "content_error"
         else:
             verdict = "correct"
