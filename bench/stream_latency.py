@@ -6,8 +6,9 @@ Without --url it starts `iqrah serve` on a free local port and stops it afterwar
 streams a dev recording (from the manifest) in 100 ms binary frames at real-time pace, then
 sends stop. Printed per client and overall: processing latency (arrival of an event minus the
 sending of the chunk that completed its ``audio_ms``) p50/p95/p99; word feedback delay (the
-word's end in the audio to its first ``word`` event); errors; and the mean time per stage from
-the server's /metrics.
+word's end in the audio, as the final report places it, to its first ``word`` event: a word sent
+early with a wrong end gains nothing); errors; and the mean time per stage from the server's
+/metrics.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ async def client(url: str, audio: np.ndarray, spec: tuple[int, int], index: int)
     sends: list[tuple[int, float]] = []  # (audio_ms at the end of the chunk, send time)
     latencies, word_delays, errors = [], [], []
     live: list[float] = []  # latencies of the events that came before the client sent stop
-    seen_words: set[int] = set()
+    first_sent: dict[int, tuple[float, float]] = {}  # word index -> (arrival, end it was sent with)
     async with websockets.connect(f"{url}/ws/stream", max_size=2**24) as ws:
         await ws.send(json.dumps({"type": "start", "data": {"protocol": "1.0", "surah": spec[0], "ayah": spec[1],
                                                             "sample_rate": 16000, "encoding": "pcm_s16le"}}))
@@ -62,7 +63,9 @@ async def client(url: str, audio: np.ndarray, spec: tuple[int, int], index: int)
                 elif kind == "error":
                     errors.append(data)
                     if data.get("code") == "bad_audio" and stopped.is_set():
-                        done.set()  # e.g. no speech in this recording: the answer to stop
+                        # e.g. no speech in this recording: the answer to stop, no final report
+                        word_delays.extend(arrival - (t0 + end) for arrival, end in first_sent.values())
+                        done.set()
                         return
                 if "audio_ms" in data and kind in ("partial", "word", "violation"):
                     sent = next((t for ms, t in sends if ms >= data["audio_ms"]), None)
@@ -70,10 +73,12 @@ async def client(url: str, audio: np.ndarray, spec: tuple[int, int], index: int)
                         latencies.append(now - sent)
                         if not stopped.is_set():
                             live.append(now - sent)
-                if kind == "word" and data["index"] not in seen_words:
-                    seen_words.add(data["index"])
-                    word_delays.append(now - (t0 + data["end"]))
+                if kind == "word" and data["index"] not in first_sent:
+                    first_sent[data["index"]] = (now, data["end"])
                 if kind == "final":
+                    final_end = {w["index"]: w["end"] for w in data["words"] if w["end"] is not None}
+                    for w, (arrival, sent_end) in first_sent.items():
+                        word_delays.append(arrival - (t0 + final_end.get(w, sent_end)))
                     done.set()
                     return
 

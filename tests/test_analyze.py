@@ -68,6 +68,21 @@ def test_a_deleted_word_is_reported_missing(model, speech, recitations):
     assert report.words[2].verdict == "missing"
 
 
+def test_a_recitation_that_stops_early_keeps_its_timings(model, speech, recitations):
+    """Stopping after رَبِّ: the words said keep the timings of the whole recitation (they are not
+    squeezed to leave room for the rest), and the words never reached have none."""
+    from iqrah.analyze import analyze
+
+    timings = json.loads((recitations / "alignments" / "alafasy-word-timings.json").read_text())[0][1]
+    full = analyze(speech, "1:2", model=model)
+    report = analyze(speech[: timings[2][2] * SAMPLE_RATE // 1000], "1:2", model=model)
+    assert [(e.kind, e.word_indices) for e in report.content_errors] == [("missing", [3])]
+    assert report.words[3].start is None and report.words[3].phonemes == []
+    for said, whole in zip(report.words[:3], full.words[:3]):
+        assert said.verdict == "correct"
+        assert abs(said.start - whole.start) <= 0.04 and abs(said.end - whole.end) <= 0.04
+
+
 def test_a_word_said_as_another_is_substituted(model, recitations):
     """مِنْهَا said as ٱلْبَنَاتِ: free decoding keeps half of مِنْهَا's phonemes by chance (short
     vowels, a nasal), so only the poor fit of the forced alignment shows the substitution."""

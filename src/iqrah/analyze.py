@@ -110,9 +110,12 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
     pace: dict[str, float] = {}
     if matches:
         with clock.stage("align"):
+            # the reciter stopped before the end of the ayah: align the words they said to the
+            # audio, not the whole ayah squeezed into it
+            stopped_early = content.word_kind(len(reference.words) - 1) == "missing"
             try:
                 aligned = align_reference(log_probs, reference, model.vocab, model.frame_seconds,
-                                          offset_s=offset_s, audio=speech)
+                                          offset_s=offset_s, audio=speech, partial=stopped_early)
             except AlignmentError:
                 matches = False  # far too little audio for this ayah: a content problem
             else:
@@ -168,8 +171,10 @@ def _build_report(spec, reference, model, samples, segments, content, gate_per, 
         else:
             verdict = "tajweed_error" if word.index in rule_words else "correct"
         timing = aligned.words[word.index] if aligned else None
+        if timing is not None and not np.isfinite(timing.start):
+            timing = None  # never reached: the recitation stopped before it
         phonemes = []
-        if aligned:
+        if timing is not None:
             for unit in reference.word_units(word.index):
                 u = aligned.units[unit.index]
                 phonemes.append(PhonemeResult(index=unit.index, phonemes=unit.phonemes,
@@ -203,7 +208,8 @@ def _build_report(spec, reference, model, samples, segments, content, gate_per, 
     checks = sum(len(u.rules) for u in reference.units)
     scores = scoring.score(
         settings.profile,
-        pronunciation=scoring.pronunciation_score([u.gop for u in aligned.units]) if aligned else 0.0,
+        pronunciation=scoring.pronunciation_score([u.gop for u in aligned.units if np.isfinite(u.start)])
+        if aligned else 0.0,
         tajweed=scoring.tajweed_score([f.severity for f in findings], [f.confidence for f in findings], checks)
         if matches else 0.0,
         content=scoring.content_score(content.per))

@@ -26,7 +26,7 @@ from Levenshtein import distance, editops
 
 from .acoustic.base import AcousticModel
 from .align import AlignmentError
-from .align.words import align_reference, alignment_targets
+from .align.words import align_reference
 from .analyze import AnalyzeSettings, Stopwatch, analyze
 from .assess.content import FIT_MAX_GOP, FIT_MAX_KEPT, Heard
 from .assess.findings import AssessmentContext
@@ -85,8 +85,10 @@ class StreamingAnalyzer:
         self._hop = round(model.frame_seconds * SAMPLE_RATE)
         self._cache = np.zeros((0, len(model.vocab)), np.float32)  # log-probs of the last step
         self._cache_from = 0  # the stream frame its first row belongs to
-        targets = alignment_targets(self.reference, model.vocab)
-        self._word_of_token = np.array([self.reference.units[u].word_index for u in targets.unit_of_token])
+        # the last unit of each word that ends in a plain sound (no madd, ghunnah, qalqalah...
+        # measured on it): such a word is over once that sound has been heard
+        self._plain_end = {w.index: units[-1].index for w in self.reference.words
+                           if (units := self.reference.word_units(w.index)) and not units[-1].rules}
         self._chunks: list[np.ndarray] = []
         self._samples = 0
         self._vad = VadStream()
@@ -245,8 +247,16 @@ class StreamingAnalyzer:
             # the ayah): no need to wait for the next word to be sure
             heard_whole = np.isfinite(timing.end)
             paused = stopped and (after is None or not np.isfinite(after.start)) and heard_whole
-            if not (next_begun or paused or (ended and heard_whole)):
+            # or its last sound, a plain one, was heard ``margin_s`` ago: what sounds since (a
+            # held first letter of the next word, a breath) is not its concern. Until the next
+            # word begins, the word ends with that sound.
+            plain_end = self._plain_end.get(w)
+            last_sound = aligned.units[plain_end].end if plain_end is not None else np.nan
+            said = window_end - last_sound >= self.margin_s
+            if not (next_begun or paused or said or (ended and heard_whole)):
                 break
+            if said and not (next_begun or paused or ended):
+                timing = replace(timing, end=min(timing.end, last_sound + self.model.frame_seconds))
             sent = self.words.get(w)
             if sent is not None:
                 # the window starts inside the sound of its first word: that word's start is the
