@@ -17,7 +17,7 @@ import numpy as np
 
 from .acoustic.base import AcousticModel
 from .align import AlignmentError
-from .align.words import ReferenceAlignment, align_reference
+from .align.words import ReferenceAlignment, SoundEdges, align_reference
 from .assess.content import (ContentResult, Heard, add_alignment_repeats, add_badly_fitting_words,
                              check_content)
 from .assess.findings import AssessmentContext, RuleFinding
@@ -88,7 +88,11 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
         if not segments:
             raise AudioError("no speech found in the recording: recite closer to the microphone")
         first = max(0, segments[0].start - int(EDGE_S * SAMPLE_RATE))
-        last = min(samples.size, segments[-1].end + int(EDGE_S * SAMPLE_RATE))
+        # Silero's speech probability fades over a long chanted recitation (held vowels, a
+        # melody): its last segment may end seconds before the recitation does (7:5 by Alafasy:
+        # at 14.9 s of 26 s). Sound clearly above the recording's floor after it is kept too.
+        sound_end = int(SoundEdges(samples, SAMPLE_RATE).last_sound() * SAMPLE_RATE)
+        last = min(samples.size, max(segments[-1].end, sound_end) + int(EDGE_S * SAMPLE_RATE))
         speech = samples[first:last]
         offset_s = first / SAMPLE_RATE
     sifat_heads = None

@@ -307,6 +307,11 @@ class SoundEdges:
             best = max(best, run)
         return best * self.HOP_S
 
+    def last_sound(self) -> float:
+        """Where the last sound clearly above the silence floor ends (seconds; 0 if none)."""
+        loud = np.flatnonzero(self.db > self.floor + PAUSE_MARGIN_DB)
+        return float((loud[-1] + 1) * self.HOP_S) if loud.size else 0.0
+
     def end_after(self, t: float, limit: float) -> float:
         """Walk on from ``t`` while there is sound, not past ``limit``."""
         f, stop = int(np.ceil(t / self.HOP_S)), min(self.db.size, int(limit / self.HOP_S))

@@ -94,12 +94,16 @@ def stops_after(ctx: AssessmentContext, unit) -> bool:
     """Whether the reciter paused right after the word of ``unit``, with ``unit`` at its end (its
     last unit, or the one before a last consonant that the stop leaves without its vowel): a
     stop inside the ayah, where tajweed treats the unit as at a waqf (a madd there, 'aared
-    lil-sukun, may be held 2, 4 or 6 counts: ``ٱللَّهُ`` read ``Allaah`` before a breath)."""
+    lil-sukun, may be held 2, 4 or 6 counts: ``ٱللَّهُ`` read ``Allaah`` before a breath). The end
+    of the ayah is a stop too, and there the sound's end is where the recording's reverberation
+    fades, not where the reciter let go."""
     word = ctx.reference.words[unit.word_index]
     last = word.units[1] - 1
     sound = ctx.alignment.sound
-    if sound is None or last + 1 >= len(ctx.reference.units) or unit.index < last - 1:
+    if sound is None or unit.index < last - 1:
         return False
+    if last + 1 >= len(ctx.reference.units):
+        return True
     return _paused_between(ctx, sound[last, 1], sound[last + 1, 0])
 
 
