@@ -264,9 +264,9 @@ def _repeated_word(segment: str, words: list[WordContent], before: int) -> int |
         per = distance(segment, expected) / len(expected) / REPEAT_MAX_PER
         # the edit alignment may split a word said twice anywhere between the two copies, so the
         # insertion can be the end of the first copy and the start of the second: a long enough
-        # part of the word (an infix) also counts
+        # stretch of the word said twice (an infix of ``expected + expected``) also counts
         if len(segment) >= PART_MIN_SHARE * len(expected):
-            per = min(per, infix_distance(segment, expected) / len(segment) / PART_MAX_PER)
+            per = min(per, infix_distance(segment, expected + expected) / len(segment) / PART_MAX_PER)
         if per < best_per:
             best, best_per = w, per
     return best
