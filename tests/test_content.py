@@ -117,3 +117,23 @@ def test_a_word_said_twice_split_anywhere_is_a_repetition():
     words = [WordContent(0, "قَالَ", "قَالَ", 5, 0, 0), WordContent(1, "لَهُم", "لَهُم", 5, 0, 0)]
     assert _repeated_word("الَ", words, 0) == 0
     assert _repeated_word("سِۦن", words, 0) is None
+
+
+def test_a_word_said_twice_heard_as_end_then_start_is_a_repetition(ref):
+    """'بِءِذنِهِۦ' said twice, the edit alignment keeping the first copy's start and the second's
+    end: what it calls inserted is the end of one copy and the start of the next."""
+    words = word_phonemes(ref)
+    said = collapse_runs(words[25])
+    rotated = said[4:] + said[:4]  # نِهِۦبِءِذ
+    result = check_content(heard_from(words[:26] + [rotated] + words[26:]), ref, VOCAB)
+    assert kinds(result) == [("repeated", (25,))]
+
+
+def test_a_short_word_said_twice_with_its_nasal_run_together_is_a_repetition(ref):
+    """'مِن مِن' is often heard 'مِمِن': two thirds of the word inserted."""
+    words = word_phonemes(ref)
+    result = check_content(heard_from(words[:35] + ["مِ"] + words[35:]), ref, VOCAB)
+    assert kinds(result) == [("repeated", (35,))]
+    # a lone short vowel or letter is still decoding noise
+    result = check_content(heard_from(words[:35] + ["ِ"] + words[35:]), ref, VOCAB)
+    assert kinds(result) == []

@@ -138,8 +138,8 @@ def check_content(heard: Heard, reference: Reference, vocab: Vocabulary) -> Cont
             continue  # part of what was said instead of a word
         segment = heard.phonemes[h0:h1]
         repeated = _repeated_word(segment, words, before)
-        if h1 - h0 < MIN_EXTRA and (repeated is None or segment != words[repeated].expected):
-            continue  # short insertions are decoding noise unless they are a whole short word
+        if h1 - h0 < MIN_EXTRA and not (repeated is not None and _most_of(segment, words[repeated].expected)):
+            continue  # short insertions are decoding noise unless they are (most of) a short word
         frames = (int(heard.frames[h0]), int(heard.frames[h1 - 1]))
         if repeated is not None:
             findings.append(ContentFinding("repeated", (repeated,), words[repeated].expected, segment, frames))
@@ -252,6 +252,12 @@ def infix_distance(part: str, word: str) -> int:
 def _codes(text: str) -> np.ndarray:
     """The characters of ``text`` as integers, for the numba kernels."""
     return np.array([ord(c) for c in text], dtype=np.int64)
+
+
+def _most_of(segment: str, word: str) -> bool:
+    """Whether ``segment`` is the word, or two thirds of it or more as said twice (``مِن`` said
+    twice is often heard ``مِمِن``: the first nasal runs into the second copy)."""
+    return segment == word or (len(segment) >= 2 and 3 * len(segment) >= 2 * len(word) and segment in word * 2)
 
 
 def _repeated_word(segment: str, words: list[WordContent], before: int) -> int | None:
