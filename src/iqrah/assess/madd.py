@@ -8,7 +8,7 @@ audio as ``analyze`` does): the 40 ms spikes and the cap on sound running into a
 long vowels. Only clear deviations are reported: a natural madd held about twice
 its usual length, or a long madd held like a natural one. A madd at a stop is not judged, as 2, 4
 and 6 counts are all allowed there: before the end of the ayah ('aared, a mottasel at the stop),
-and where the reciter stops for breath inside the ayah (``stops_after``).
+at its very end, and where the reciter stops for breath inside the ayah (``stops_after``).
 """
 
 from __future__ import annotations
