@@ -185,3 +185,22 @@ def test_a_held_sound_between_words_goes_to_the_word_it_belongs_to(spec, word, e
         assert spike - 16 * FRAME <= after.start <= spike - 13 * FRAME  # 15 frames before the spike
     for a, b in zip(result.words, result.words[1:]):
         assert a.end <= b.start + 1e-9
+
+
+def test_a_last_spike_fired_late_in_the_silence_does_not_stretch_the_word():
+    """A CTC model may fire the last token of a recitation well after the voice stopped (a
+    final madd's spike at the very end of the recording): the word ends where its sound does."""
+    ref = build_reference("1:2")
+    vocab = Vocabulary()
+    targets = alignment_targets(ref, vocab)
+    spans, t = [], 10
+    for _ in targets.ids[:-1]:
+        spans.append((t, t + 2))
+        t += 3
+    voice_end = t  # frame where the voice stops
+    spans.append((t + 12, t + 14))  # the last token fires 0.48 s later, in silence
+    log_probs = planted_log_probs(targets.ids, spans, t + 20, len(vocab))
+    audio = np.random.default_rng(2).normal(0, 0.1, log_probs.shape[0] * 640).astype(np.float32)
+    audio[voice_end * 640:] *= 0.001
+    result = align_reference(log_probs, ref, vocab, FRAME, audio=audio)
+    assert result.words[-1].end == pytest.approx(voice_end * FRAME, abs=0.03)

@@ -194,13 +194,14 @@ def _print_report(report) -> None:
     console.print("[dim]" + ", ".join(f"{k} {v:.0f} ms" for k, v in report.timings_ms.items()) + "[/]")
 
 
-def _eval_inputs(model: str | None, manifest: Path, split: str, limit: int | None, reciter: str | None):
+def _eval_inputs(model: str | None, manifest: Path, split: str, limit: int | None, reciter: str | None,
+                 threads: int = 0):
     """The model and the number of recordings an eval command will go through, or a clean exit."""
     from .acoustic.registry import ModelError, load_model
     from .evaluate.manifest import read_manifest
 
     try:
-        return load_model(model), len(read_manifest(manifest, split or None, reciter)[:limit])
+        return load_model(model, threads=threads), len(read_manifest(manifest, split or None, reciter)[:limit])
     except (ModelError, FileNotFoundError) as exc:
         fail(str(exc))
 
@@ -231,11 +232,13 @@ def eval_accuracy(
     limit: Annotated[Optional[int], typer.Option(help="Only the first N recordings.")] = None,
     reciter: Annotated[Optional[str], typer.Option(help="Only reciters whose name contains this.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full result here.")] = None,
+    threads: Annotated[int, typer.Option(help="Model threads; the real-time factor target is for one "
+                                               "(0: one per core).")] = 1,
 ):
     """Phoneme error rate, word-boundary error and speed of the acoustic model, per reciter group."""
     from .evaluate.accuracy import evaluate_accuracy
 
-    acoustic, total = _eval_inputs(model, manifest, split, limit, reciter)
+    acoustic, total = _eval_inputs(model, manifest, split, limit, reciter, threads)
     with _progress_bar("evaluating", total) as advance:
         result = evaluate_accuracy(acoustic, manifest, split=split or None, timings_path=timings,
                                    timings_reciter=timings_reciter, limit=limit, progress=advance,

@@ -312,6 +312,15 @@ class SoundEdges:
         loud = np.flatnonzero(self.db > self.floor + PAUSE_MARGIN_DB)
         return float((loud[-1] + 1) * self.HOP_S) if loud.size else 0.0
 
+    def back_to_sound(self, t: float, limit: float) -> float:
+        """Walk back from ``t`` over silence (a pause's reverberation may rise a little above the
+        floor), not past ``limit``: where the sound before ``t`` ends."""
+        f = min(int(np.ceil(t / self.HOP_S)), self.db.size)
+        stop = max(0, int(np.ceil(limit / self.HOP_S)))
+        while f - 1 >= stop and self.db[f - 1] <= self.floor + PAUSE_MARGIN_DB:
+            f -= 1
+        return f * self.HOP_S
+
     def end_after(self, t: float, limit: float) -> float:
         """Walk on from ``t`` while there is sound, not past ``limit``."""
         f, stop = int(np.ceil(t / self.HOP_S)), min(self.db.size, int(limit / self.HOP_S))
@@ -399,7 +408,13 @@ def _word_timings(n_words, word_of_token, result, reached, frame_seconds, offset
             end = _sounding_boundary(sound_end, next_start, onset[last + 1])
         else:  # before a pause, or at the end
             latest = next_start if next_start is not None else audio_end
-            end = edges.end_after(sound_end, latest) if edges else min(sound_end + edge_pad_s, latest)
+            if edges:
+                # on while there is sound, then back over silence: a CTC model may fire a word's
+                # last token late, in the silence after it (a final madd's spike at the very end
+                # of the recording, 0.4 s after the voice stopped)
+                end = edges.back_to_sound(edges.end_after(sound_end, latest), start + frame_seconds)
+            else:
+                end = min(sound_end + edge_pad_s, latest)
         tokens = slice(first, last + 1)
         words.append(Timing(index, offset_s + start, offset_s + end,
                             float(result.mean_posterior[tokens].mean()), float(result.gop[tokens].mean())))
