@@ -120,6 +120,21 @@ def test_bad_input_is_a_clear_error(model, speech):
         assert "no speech" in str(exc)
 
 
+def test_a_voice_silero_misses_is_still_judged(model, recitations):
+    """RetaSy 001 (1:1, a non-native crowd voice): Silero's speech probability never passes 0.29,
+    yet the recording holds a voice; it gets a report, not "no speech". Steady noise does not."""
+    from iqrah.analyze import analyze
+    from iqrah.audio import decode_audio, speech_segments
+
+    audio = decode_audio(recitations / "dev" / "offline-tarteel-test-corpus-retasy-001.opus")
+    assert speech_segments(audio) == []
+    report = analyze(audio, "1:1", model=model)
+    assert report.speech and report.speech[0][1] - report.speech[0][0] > 3.0
+    noise = np.random.default_rng(0).normal(0, 0.1, 3 * SAMPLE_RATE).astype(np.float32)
+    with pytest.raises(AudioError, match="no speech"):
+        analyze(noise, "1:2", model=model)
+
+
 def test_cli_analyze_json(model, recitations):
     from typer.testing import CliRunner
 

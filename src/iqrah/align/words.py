@@ -286,6 +286,7 @@ class SoundEdges:
         # 20 dB under the loudest, as a held nasal sounds 10-15 dB under the vowels
         loud = np.percentile(self.db, 99)
         self.floor = min(max(np.percentile(self.db, 2) + 10.0, loud - 50.0), loud - 20.0)
+        self.dynamic_range = float(loud - np.percentile(self.db, 2))  # dB from the quiet to the loud
 
     def start_before(self, t: float, limit: float) -> float:
         """Walk back from ``t`` while there is sound, not past ``limit``."""
@@ -307,9 +308,13 @@ class SoundEdges:
             best = max(best, run)
         return best * self.HOP_S
 
+    def sound_frames(self) -> np.ndarray:
+        """The 10 ms frames clearly above the silence floor."""
+        return np.flatnonzero(self.db > self.floor + PAUSE_MARGIN_DB)
+
     def last_sound(self) -> float:
         """Where the last sound clearly above the silence floor ends (seconds; 0 if none)."""
-        loud = np.flatnonzero(self.db > self.floor + PAUSE_MARGIN_DB)
+        loud = self.sound_frames()
         return float((loud[-1] + 1) * self.HOP_S) if loud.size else 0.0
 
     def back_to_sound(self, t: float, limit: float) -> float:
