@@ -81,3 +81,14 @@ def test_a_stop_after_the_last_word_confirms_it_live(model, recitations):
     analyzer, live, _ = stream(model, audio, "112:1")
     sent = {e.data["index"] for e in live if e.type == "word"}
     assert sent == set(range(len(analyzer.reference.words)))
+
+
+def test_a_voice_silero_misses_still_gets_live_words(model, recitations):
+    """RetaSy 001: Silero never hears speech in it; the stream finds the voice by its energy and
+    confirms words while it plays, and the final report is a report, not "no speech"."""
+    from iqrah.audio import decode_audio
+
+    audio = decode_audio(recitations / "dev" / "offline-tarteel-test-corpus-retasy-001.opus")
+    analyzer, live, final = stream(model, audio, "1:1")
+    assert [e for e in live if e.type == "word"], "words must be sent while the audio plays"
+    assert final[-1].type == "final"

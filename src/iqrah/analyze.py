@@ -84,7 +84,7 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
         if samples.size > settings.limits.max_seconds * SAMPLE_RATE:
             raise AudioError(f"the recording is longer than the {settings.limits.max_seconds / 60:g} min limit")
     with clock.stage("vad"):
-        segments = speech_segments(samples) or _voice_by_energy(samples)
+        segments = speech_segments(samples) or voice_by_energy(samples)
         if not segments:
             raise AudioError("no speech found in the recording: recite closer to the microphone")
         first = max(0, segments[0].start - int(EDGE_S * SAMPLE_RATE))
@@ -148,7 +148,7 @@ VOICE_RANGE_DB = 30.0  # a voice rises this far above the quietest frames; stead
 VOICE_MIN_S = 0.5
 
 
-def _voice_by_energy(samples: np.ndarray) -> list[SpeechSegment]:
+def voice_by_energy(samples: np.ndarray) -> list[SpeechSegment]:
     """Silero hears no speech in some real recitations (a non-native crowd recording of 1:1 never
     passes 0.29): where the recording holds at least ``VOICE_MIN_S`` of sound with the dynamics
     of a voice, that stretch is taken as speech and the acoustic model judges it."""

@@ -27,7 +27,7 @@ from Levenshtein import distance, editops
 from .acoustic.base import AcousticModel
 from .align import AlignmentError
 from .align.words import align_reference
-from .analyze import AnalyzeSettings, Stopwatch, analyze
+from .analyze import AnalyzeSettings, Stopwatch, analyze, voice_by_energy
 from .assess.content import FIT_MAX_GOP, FIT_MAX_KEPT, Heard
 from .assess.findings import AssessmentContext
 from .assess.ghunnah import check_ghunnah
@@ -136,6 +136,14 @@ class StreamingAnalyzer:
                 self._note_speech(self._vad_offset + segment.start)
             if self._vad.speaking and self._speech_from is None:
                 self._note_speech(max(0, self._vad_offset + self._vad.position - SAMPLE_RATE // 4))
+            # Silero misses some voices (as ``analyze`` knows): after each further second
+            # without speech, the last 10 s are searched for a voice by their energy
+            heard = self._samples - self._vad_offset
+            if self._speech_from is None and heard // SAMPLE_RATE > (heard - pcm.size) // SAMPLE_RATE:
+                recent = self.audio()[-10 * SAMPLE_RATE:]
+                voice = voice_by_energy(recent)
+                if voice:
+                    self._note_speech(self._samples - recent.size + voice[0].start)
 
     def flush(self) -> list[Event]:
         """The audio has ended (before ``finish``): confirm and judge every word heard so far,
