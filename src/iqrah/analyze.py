@@ -84,14 +84,15 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
         if samples.size > settings.limits.max_seconds * SAMPLE_RATE:
             raise AudioError(f"the recording is longer than the {settings.limits.max_seconds / 60:g} min limit")
     with clock.stage("vad"):
-        segments = speech_segments(samples) or voice_by_energy(samples)
+        edges = SoundEdges(samples, SAMPLE_RATE)
+        segments = speech_segments(samples) or voice_by_energy(samples, edges)
         if not segments:
             raise AudioError("no speech found in the recording: recite closer to the microphone")
         first = max(0, segments[0].start - int(EDGE_S * SAMPLE_RATE))
         # Silero's speech probability fades over a long chanted recitation (held vowels, a
         # melody): its last segment may end seconds before the recitation does (7:5 by Alafasy:
         # at 14.9 s of 26 s). Sound clearly above the recording's floor after it is kept too.
-        sound_end = int(SoundEdges(samples, SAMPLE_RATE).last_sound() * SAMPLE_RATE)
+        sound_end = int(edges.last_sound() * SAMPLE_RATE)
         last = min(samples.size, max(segments[-1].end, sound_end) + int(EDGE_S * SAMPLE_RATE))
         speech = samples[first:last]
         offset_s = first / SAMPLE_RATE
@@ -148,11 +149,12 @@ VOICE_RANGE_DB = 30.0  # a voice rises this far above the quietest frames; stead
 VOICE_MIN_S = 0.5
 
 
-def voice_by_energy(samples: np.ndarray) -> list[SpeechSegment]:
+def voice_by_energy(samples: np.ndarray, edges: SoundEdges | None = None) -> list[SpeechSegment]:
     """Silero hears no speech in some real recitations (a non-native crowd recording of 1:1 never
     passes 0.29): where the recording holds at least ``VOICE_MIN_S`` of sound with the dynamics
-    of a voice, that stretch is taken as speech and the acoustic model judges it."""
-    edges = SoundEdges(samples, SAMPLE_RATE)
+    of a voice, that stretch is taken as speech and the acoustic model judges it. ``edges``: the
+    recording's SoundEdges, if the caller has them."""
+    edges = edges or SoundEdges(samples, SAMPLE_RATE)
     frames = edges.sound_frames()
     if edges.dynamic_range < VOICE_RANGE_DB or frames.size * edges.HOP_S < VOICE_MIN_S:
         return []

@@ -1,7 +1,8 @@
 """Live assessment, sans I/O: ``StreamingAnalyzer.feed(pcm) -> events``, ``flush()`` and
 ``finish() -> events``.
 
-Silero VAD finds where the recitation begins. From then on, every ``step_s`` of new audio, the
+Silero VAD finds where the recitation begins (or, for a voice it misses, the sound level: see
+``analyze.voice_by_energy``). From then on, every ``step_s`` of new audio, the
 rest of the reference is aligned, with a partial CTC alignment (the audio holds only a prefix
 of the ayah), to a window that starts a few words back (``context_words``). The acoustic model
 does not run on the whole window each step: frames settled at the previous step are kept, and
@@ -22,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from Levenshtein import distance, editops
+from Levenshtein import editops
 
 from .acoustic.base import AcousticModel
 from .align import AlignmentError
@@ -316,8 +317,9 @@ class StreamingAnalyzer:
     def _judge(self, w, timing, aligned, audio, heard, heard_times):
         expected = collapse_runs(self.reference.words[w].phonemes)
         said = "".join(c for c, t in zip(heard.phonemes, heard_times) if timing.start <= t < timing.end)
-        per = distance(said, expected) / max(len(expected), 1)
-        kept = 1 - sum(op != "insert" for op, _, _ in editops(expected, said)) / max(len(expected), 1)
+        edits = editops(expected, said)  # as many as the edit distance
+        per = len(edits) / max(len(expected), 1)
+        kept = 1 - sum(op != "insert" for op, _, _ in edits) / max(len(expected), 1)
         if not said:
             verdict = "missing"
         elif per > WORD_MAX_PER or (kept < FIT_MAX_KEPT and timing.gop < FIT_MAX_GOP):
