@@ -76,3 +76,46 @@ def test_no_torch_needed():
             "OnnxAcousticModel(threads=1).log_probs(np.zeros(16000, np.float32))\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_bundled_model_has_no_integer_convolutions():
+    """onnxruntime has no fast ConvInteger kernel: the shipped model keeps convolutions float."""
+    onnx = pytest.importorskip("onnx", reason="reading the graph needs onnx")
+    ops = {node.op_type for node in onnx.load(str(ASSET)).graph.node}
+    assert "ConvInteger" not in ops
+    assert "DynamicQuantizeMatMul" in ops or "MatMulInteger" in ops  # the MatMuls stay INT8
+
+
+def test_float_convs_rewrites_a_quantized_model(tmp_path):
+    """train/iqrah_train/float_convs.py: INT8 convolutions become float ones over the dequantized
+    weights; the output stays what the INT8 model computes, within activation rounding."""
+    torch = pytest.importorskip("torch", reason="building the test model needs torch")
+    onnx = pytest.importorskip("onnx", reason="exporting needs onnx")
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    sys.path.insert(0, str(ASSET.parents[4] / "train"))
+    from iqrah_train.float_convs import float_convs
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv1d(8, 16, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv1d(16, 16, 5, padding=2, groups=16), torch.nn.Flatten(),
+                              torch.nn.Linear(16 * 40, 4)).eval()
+    x = torch.randn(2, 8, 40)
+    fp32, int8, out = tmp_path / "fp32.onnx", tmp_path / "int8.onnx", tmp_path / "float_convs.onnx"
+    torch.onnx.export(net, (x,), str(fp32), input_names=["x"], output_names=["y"], dynamo=False)
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    model = onnx.load(str(int8))
+    assert float_convs(model) == 2
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out))
+    ops = [n.op_type for n in model.graph.node]
+    assert "ConvInteger" not in ops and ops.count("Conv") == 2
+
+    def run(path):
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+
+    want, quantized, got = net(x).detach().numpy(), run(int8), run(out)
+    scale = np.abs(want).max()
+    assert np.abs(got - quantized).max() < 0.05 * scale  # what the INT8 model says
+    assert np.abs(got - want).max() <= np.abs(quantized - want).max() + 1e-3 * scale  # no worse
