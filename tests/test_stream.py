@@ -92,3 +92,15 @@ def test_a_voice_silero_misses_still_gets_live_words(model, recitations):
     analyzer, live, final = stream(model, audio, "1:1")
     assert [e for e in live if e.type == "word"], "words must be sent while the audio plays"
     assert final[-1].type == "final"
+
+
+def test_a_word_the_alignment_cannot_follow_past_is_confirmed_live(model, recitations):
+    """RetaSy 009 (111:3): after نَارًا the model does not hear ذَاتَ as written, so the partial
+    alignment stays in نَارًا until the audio ends. The free decoding hears the learner go on,
+    so the word is confirmed while they recite, not by flush()."""
+    from iqrah.audio import decode_audio
+
+    audio = decode_audio(recitations / "dev" / "offline-tarteel-test-corpus-retasy-009.opus")
+    analyzer, live, _ = stream(model, audio, "111:3")
+    sent_at = {e.data["index"]: e.audio_ms for e in live if e.type == "word" and e.data["revision"] == 0}
+    assert 1 in sent_at and sent_at[1] < 3500, sent_at  # the word ends at about 2.5 s; audio at 4.2 s

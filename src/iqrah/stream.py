@@ -9,7 +9,9 @@ does not run on the whole window each step: frames settled at the previous step 
 the model hears only the newest audio with ``model_context_s`` before it, plus a little quiet
 after it (``end_pad_s``), which settles the last sounds sooner. A word is confirmed once the
 next word has clearly begun (``margin_s``), or once the reciter has been silent that long after
-it (a stop: the next word may be seconds away); it is then judged (free decoding of its stretch
+it (a stop: the next word may be seconds away), or once the free decoding has heard more
+phonemes past the alignment's last unit in it than the word has left (the model does not hear
+the next word as written, so the alignment is stuck there: a learner's accent); it is then judged (free decoding of its stretch
 against its phonemes, then the tajweed validators on its units) and sent as a ``word`` event,
 with its ``violation`` events. Words still inside the window are aligned again at the next
 step; if a boundary moves by more than ``revise_s`` the word is sent again with ``revision`` +
@@ -262,10 +264,17 @@ class StreamingAnalyzer:
             plain_end = self._plain_end.get(w)
             last_sound = aligned.units[plain_end].end if plain_end is not None else np.nan
             said = window_end - last_sound >= self.margin_s
-            if not (next_begun or paused or said or (ended and heard_whole)):
+            # or the alignment is stuck inside it (it hears none of what is expected next) while
+            # the reciter has gone on: more phonemes heard since than the word had left
+            outrun = (np.nan if next_begun or (after is not None and np.isfinite(after.start))
+                      else self._heard_past(w, aligned, heard, heard_times))
+            past = window_end - outrun >= self.margin_s
+            if not (next_begun or paused or said or past or (ended and heard_whole)):
                 break
             if said and not (next_begun or paused or ended):
                 timing = replace(timing, end=min(timing.end, last_sound + self.model.frame_seconds))
+            elif past and not (next_begun or paused or ended):
+                timing = replace(timing, end=min(timing.end, outrun))
             sent = self.words.get(w)
             if sent is not None:
                 # the window starts inside the sound of its first word: that word's start is the
@@ -283,6 +292,23 @@ class StreamingAnalyzer:
             events.append(self._word_event(state))
             events += [Event("violation", v, self._ms()) for v in violations]
         return events
+
+    def _heard_past(self, w: int, aligned, heard, heard_times: np.ndarray) -> float:
+        """When the free decoding heard more phonemes after the last unit the alignment reached
+        in word ``w`` than the word has left, the time the first phoneme beyond it was heard
+        (the next word has begun there), else NaN."""
+        units = self.reference.word_units(w)
+        reached = [k for k, u in enumerate(units) if np.isfinite(aligned.units[u.index].start)]
+        if not reached:
+            return np.nan
+        frontier = units[reached[-1]]
+        left = len(collapse_runs("".join(u.phonemes for u in units[reached[-1] + 1:])))
+        own = len(collapse_runs(frontier.phonemes))
+        since = np.flatnonzero(heard_times >= aligned.units[frontier.index].start)
+        # a held sound may fire twice (``اا``): runs count once
+        since = [k for j, k in enumerate(since) if j == 0 or heard.phonemes[k] != heard.phonemes[since[j - 1]]]
+        beyond = own + left  # the frontier unit's own phonemes, then the rest of the word
+        return float(heard_times[since[beyond]]) if len(since) > beyond else np.nan
 
     def _window_log_probs(self, first_frame: int, audio: np.ndarray) -> np.ndarray:
         """Log-probs of frames ``first_frame`` .. now (40 ms frames of the stream).
