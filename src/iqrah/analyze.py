@@ -28,11 +28,12 @@ from .assess.shadda import check_shadda
 from .assess.sifat import check_sifat, unit_sifat
 from .assess.waqf import check_waqf
 from .audio import SAMPLE_RATE, AudioError, AudioLimits, SpeechSegment, decode_audio, speech_segments
+from .audio.pitch import Pitch, estimate_pitch, pitch_summary
 from .config import RecitationSettings
 from .quran import Reference, build_reference, parse_spec
 from .quran.text import has_separate_basmala
 from .report import feedback, scoring
-from .report.schema import ContentError, Gate, PhonemeResult, Report, SifaResult, Violation, WordResult
+from .report.schema import ContentError, Gate, PhonemeResult, Report, SifaResult, Violation, WordPitch, WordResult
 
 DEFAULT_GATE_PER = 0.08
 EDGE_S = 0.3  # audio kept around the speech the VAD found
@@ -138,9 +139,13 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
             findings.sort(key=lambda f: (f.time_range[0], f.rule_tag))
             overall = ctx.pace.overall()
             pace = {"harakah_s": round(overall.harakah_s, 3), "syllables": overall.samples}
+    pitch = None
+    if aligned is not None:
+        with clock.stage("pitch"):
+            pitch = estimate_pitch(samples)
     with clock.stage("report"):
         report = _build_report(spec, reference, model, samples, segments, content, gate_per, matches,
-                               aligned, findings, pace, settings, offset_s, sifat_verdicts)
+                               aligned, findings, pace, settings, offset_s, sifat_verdicts, pitch)
     report.timings_ms = clock.ms
     return report
 
@@ -171,12 +176,17 @@ def _choose_reference(spec, settings, heard, model) -> tuple[Reference, ContentR
     return min(results, key=lambda pair: pair[1].per)
 
 
+def _word_pitch(pitch: Pitch | None, timing) -> WordPitch | None:
+    summary = pitch_summary(pitch, timing.start, timing.end) if pitch is not None and timing else None
+    return WordPitch(**summary) if summary else None
+
+
 def _shift(heard: Heard, offset_s: float, frame_seconds: float) -> Heard:
     return Heard(heard.phonemes, heard.frames + int(round(offset_s / frame_seconds)))
 
 
 def _build_report(spec, reference, model, samples, segments, content, gate_per, matches, aligned,
-                  findings, pace, settings, offset_s, sifat_verdicts) -> Report:
+                  findings, pace, settings, offset_s, sifat_verdicts, pitch: Pitch | None = None) -> Report:
     frame_s = model.frame_seconds
     word_kind = {w: f.kind for f in content.findings if f.kind in ("missing", "substituted")
                  for w in f.word_indices}
@@ -210,7 +220,8 @@ def _build_report(spec, reference, model, samples, segments, content, gate_per, 
         words.append(WordResult(
             index=word.index, surah=word.surah, ayah=word.ayah, number=word.number, text=word.text,
             start=round(timing.start, 3) if timing else None, end=round(timing.end, 3) if timing else None,
-            verdict=verdict, confidence=round(timing.posterior, 3) if timing else 0.0, phonemes=phonemes))
+            verdict=verdict, confidence=round(timing.posterior, 3) if timing else 0.0, phonemes=phonemes,
+            pitch=_word_pitch(pitch, timing)))
 
     content_errors = []
     for finding in content.findings:

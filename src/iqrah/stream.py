@@ -17,7 +17,9 @@ with its ``violation`` events. Words still inside the window are aligned again a
 step; if a boundary moves by more than ``revise_s`` the word is sent again with ``revision`` +
 1. ``flush()`` confirms what is left once the audio has ended; ``finish()`` runs the offline
 pipeline on the whole recording, so the ``final`` report is exactly what ``iqrah analyze`` says
-of the same audio, and re-sends any word whose verdict or boundaries that changes.
+of the same audio, and re-sends any word whose verdict or boundaries that changes. All audio also
+goes through a pitch tracker as it arrives (``audio.pitch``, the same frames ``analyze`` computes):
+each ``word`` event carries the word's melody.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from .assess.madd import check_madd
 from .assess.qalqalah import check_qalqalah
 from .assess.shadda import check_shadda
 from .audio import SAMPLE_RATE, AudioError, VadStream
+from .audio.pitch import Pitch, PitchTracker, pitch_summary
 from .evaluate.metrics import collapse_runs
 from .quran import build_reference, parse_spec
 from .report import feedback
@@ -95,6 +98,8 @@ class StreamingAnalyzer:
         self._chunks: list[np.ndarray] = []
         self._samples = 0
         self._vad = VadStream()
+        self._pitch_tracker = PitchTracker()  # the melody, frame by frame as audio arrives
+        self.pitch = Pitch.empty()
         self._vad_offset = 0  # stream position where this VAD started (after a restore)
         self._clock = Stopwatch()  # the stages of the last feed() or finish()
         self._speech_from: int | None = None
@@ -124,6 +129,8 @@ class StreamingAnalyzer:
                              "min limit of a session")
         self._chunks.append(pcm)
         self._samples += pcm.size
+        with self._clock.stage("pitch"):
+            self.pitch = self.pitch.concat(self._pitch_tracker.feed(pcm))
         if self._speech_from is None:  # the VAD finds where the recitation begins; from
             self._listen(pcm)          # there on the alignment follows it
         if self._samples - self._last_step < (step_s or self.step_s) * SAMPLE_RATE:
@@ -195,6 +202,8 @@ class StreamingAnalyzer:
         """Continue a stream from a snapshot and the audio received before it."""
         self._chunks = [np.asarray(audio, dtype=np.float32)]
         self._samples = self._last_step = self._vad_offset = int(audio.size)
+        self._pitch_tracker = PitchTracker()
+        self.pitch = self._pitch_tracker.feed(audio)
         self._speech_from = snapshot.get("speech_from")
         self.next_word = int(snapshot.get("next_word", 0))
         self.words = {int(w): WordState(**state) for w, state in snapshot.get("words", {}).items()}
@@ -373,7 +382,8 @@ class StreamingAnalyzer:
                  for u in self.reference.word_units(state.index)]
         return Event("word", {"index": state.index, "text": word.text, "start": round(state.start, 3),
                               "end": round(state.end, 3), "verdict": state.verdict, "phonemes": units,
-                              "revision": state.revision}, self._ms())
+                              "revision": state.revision,
+                              "pitch": pitch_summary(self.pitch, state.start, state.end)}, self._ms())
 
     def _partial(self) -> Event:
         self._last_partial = self._samples

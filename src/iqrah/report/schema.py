@@ -36,6 +36,16 @@ class PhonemeResult(BaseModel):
     sifat: dict[str, SifaResult] | None = Field(default=None, description="with a model that has sifat heads")
 
 
+class WordPitch(BaseModel):
+    """The melody of a word: F0 of its voiced frames (YIN, 20 ms frames)."""
+
+    median_hz: float | None = Field(description="median F0 of the voiced frames (None: none voiced)")
+    range_hz: tuple[float, float] | None = Field(description="5th and 95th percentile of F0")
+    voiced: float = Field(description="share of the word's frames with a pitch (0-1)")
+    step_s: float = Field(description="time between two values of the contour")
+    contour_hz: list[float | None] = Field(description="median F0 every step_s from the word's start, None where unvoiced")
+
+
 class WordResult(BaseModel):
     index: int
     surah: int
@@ -47,6 +57,7 @@ class WordResult(BaseModel):
     verdict: Verdict
     confidence: float
     phonemes: list[PhonemeResult] = []
+    pitch: WordPitch | None = None
 
 
 class ContentError(BaseModel):

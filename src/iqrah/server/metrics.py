@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-STAGES = ("decode", "vad", "acoustic", "align", "assess", "report", "send")
+STAGES = ("decode", "vad", "pitch", "acoustic", "align", "assess", "report", "send")
 BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 
 
