@@ -67,8 +67,10 @@ class Stopwatch:
 
 
 def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
-            settings: AnalyzeSettings | None = None, model: AcousticModel | None = None) -> Report:
-    """Assess a recitation of ``ayah_spec``. ``audio``: a path, file bytes, or 16 kHz float samples.
+            settings: AnalyzeSettings | None = None, model: AcousticModel | None = None, *,
+            pitch: Pitch | None = None) -> Report:
+    """Assess a recitation of ``ayah_spec``. ``audio``: a path, file bytes, or 16 kHz float samples;
+    ``pitch``: ``estimate_pitch`` of those samples, when the caller has it already (a stream).
 
     Raises AudioError for unusable audio (including no speech) and UnknownAyahError for specs.
     """
@@ -139,8 +141,7 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
             findings.sort(key=lambda f: (f.time_range[0], f.rule_tag))
             overall = ctx.pace.overall()
             pace = {"harakah_s": round(overall.harakah_s, 3), "syllables": overall.samples}
-    pitch = None
-    if aligned is not None:
+    if aligned is not None and pitch is None:
         with clock.stage("pitch"):
             pitch = estimate_pitch(samples)
     with clock.stage("report"):

@@ -17,9 +17,9 @@ with its ``violation`` events. Words still inside the window are aligned again a
 step; if a boundary moves by more than ``revise_s`` the word is sent again with ``revision`` +
 1. ``flush()`` confirms what is left once the audio has ended; ``finish()`` runs the offline
 pipeline on the whole recording, so the ``final`` report is exactly what ``iqrah analyze`` says
-of the same audio, and re-sends any word whose verdict or boundaries that changes. All audio also
-goes through a pitch tracker as it arrives (``audio.pitch``, the same frames ``analyze`` computes):
-each ``word`` event carries the word's melody.
+of the same audio, and re-sends any word whose verdict or boundaries that changes. Each ``word``
+event carries the word's melody: the audio goes through a pitch tracker (``audio.pitch``, the
+same frames ``analyze`` computes) piece by piece, each time a word is sent.
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ class StreamingAnalyzer:
         self._samples = 0
         self._vad = VadStream()
         self._pitch_tracker = PitchTracker()  # the melody, frame by frame as audio arrives
-        self.pitch = Pitch.empty()
+        self._pitch_samples = 0  # audio the tracker has had
+        self._pitch = Pitch.empty()
         self._vad_offset = 0  # stream position where this VAD started (after a restore)
         self._clock = Stopwatch()  # the stages of the last feed() or finish()
         self._speech_from: int | None = None
@@ -129,8 +130,6 @@ class StreamingAnalyzer:
                              "min limit of a session")
         self._chunks.append(pcm)
         self._samples += pcm.size
-        with self._clock.stage("pitch"):
-            self.pitch = self.pitch.concat(self._pitch_tracker.feed(pcm))
         if self._speech_from is None:  # the VAD finds where the recitation begins; from
             self._listen(pcm)          # there on the alignment follows it
         if self._samples - self._last_step < (step_s or self.step_s) * SAMPLE_RATE:
@@ -169,7 +168,7 @@ class StreamingAnalyzer:
         """End of the recitation: the final report, and corrections to what was sent."""
         self.finished = True
         audio = self.audio()
-        report = analyze(audio, str(self.spec), self.settings, self.model)
+        report = analyze(audio, str(self.spec), self.settings, self.model, pitch=self.pitch)
         self._clock.ms = dict(report.timings_ms)
         events = []
         for word in report.words:
@@ -202,8 +201,7 @@ class StreamingAnalyzer:
         """Continue a stream from a snapshot and the audio received before it."""
         self._chunks = [np.asarray(audio, dtype=np.float32)]
         self._samples = self._last_step = self._vad_offset = int(audio.size)
-        self._pitch_tracker = PitchTracker()
-        self.pitch = self._pitch_tracker.feed(audio)
+        self._pitch_tracker, self._pitch_samples, self._pitch = PitchTracker(), 0, Pitch.empty()
         self._speech_from = snapshot.get("speech_from")
         self.next_word = int(snapshot.get("next_word", 0))
         self.words = {int(w): WordState(**state) for w, state in snapshot.get("words", {}).items()}
@@ -212,6 +210,17 @@ class StreamingAnalyzer:
         if len(self._chunks) > 1:
             self._chunks = [np.concatenate(self._chunks)]
         return self._chunks[0] if self._chunks else np.zeros(0, np.float32)
+
+    @property
+    def pitch(self) -> Pitch:
+        """F0 of all the audio received (20 ms frames), brought up to date when asked for: at
+        each step, not at each chunk (a call costs about as much for 0.1 s as for 1 s)."""
+        if self._pitch_samples < self._samples:
+            with self._clock.stage("pitch"):
+                fresh = self.audio()[self._pitch_samples:]
+                self._pitch = self._pitch.concat(self._pitch_tracker.feed(fresh))
+                self._pitch_samples = self._samples
+        return self._pitch
 
     # ---- work --------------------------------------------------------------------------
     @property

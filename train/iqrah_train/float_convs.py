@@ -7,7 +7,7 @@ way without its float checkpoint: each ``DynamicQuantizeLinear -> ConvInteger ->
 becomes one ``Conv`` whose weights are the INT8 weights dequantized (the weights the INT8 model
 computes with, so only the rounding of the activations goes away).
 
-    PYTHONPATH=train .venv/bin/python -m iqrah_train.float_convs --model IN.onnx --out OUT.onnx
+    PYTHONPATH=train .venv/bin/python -m iqrah_train.float_convs --model IN.onnx --out OUT.onnx [--matmuls]
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import argparse
 import numpy as np
 
 
-def float_convs(model):
-    """Rewrite ``model`` (an onnx ModelProto) in place; returns how many convolutions changed."""
+def float_convs(model, matmuls: bool = False):
+    """Rewrite ``model`` (an onnx ModelProto) in place; returns how many nodes changed. With
+    ``matmuls`` the MatMuls become float too: a float model, whose batches are computed exactly as
+    their items one by one (dynamic quantization scales activations by the whole batch)."""
     import onnx
     from onnx import numpy_helper
 
@@ -33,7 +35,8 @@ def float_convs(model):
         return numpy_helper.to_array(inits[name])
 
     changed, drop, new_inits = 0, [], []
-    for conv in [n for n in graph.node if n.op_type == "ConvInteger"]:
+    integer_ops = {"ConvInteger": "Conv", "MatMulInteger": "MatMul"} if matmuls else {"ConvInteger": "Conv"}
+    for conv in [n for n in graph.node if n.op_type in integer_ops]:
         x_q, w_q, _, w_zp = conv.input
         quantize = producer[x_q]
         assert quantize.op_type == "DynamicQuantizeLinear", quantize.op_type
@@ -44,13 +47,14 @@ def float_convs(model):
         assert scales.op_type == "Mul", scales.op_type
         w_scale = next(i for i in scales.input if i in inits)
         q = constant(w_q).astype(np.float32)
-        shape = (-1,) + (1,) * (q.ndim - 1)  # per output channel, or one for all
+        # per output channel (a Conv's first axis, a MatMul's last), or one for all
+        shape = (-1,) + (1,) * (q.ndim - 1) if conv.op_type == "ConvInteger" else (-1,)
         zero = constant(w_zp).astype(np.float32).reshape(shape if constant(w_zp).size > 1 else ())
         scale = constant(w_scale).astype(np.float32).reshape(shape if constant(w_scale).size > 1 else ())
         weight_name = w_q.replace("_quantized", "") + "_float"
         new_inits.append(numpy_helper.from_array((q - zero) * scale, weight_name))
-        replacement = onnx.helper.make_node("Conv", [quantize.input[0], weight_name], [mul.output[0]],
-                                            name=conv.name.replace("_quant", ""))
+        replacement = onnx.helper.make_node(integer_ops[conv.op_type], [quantize.input[0], weight_name],
+                                            [mul.output[0]], name=conv.name.replace("_quant", ""))
         replacement.attribute.extend(conv.attribute)
         graph.node.insert(list(graph.node).index(conv), replacement)
         drop += [conv, cast, mul, scales]
@@ -78,12 +82,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--matmuls", action="store_true", help="the MatMuls too: an all-float model")
     args = parser.parse_args()
     model = onnx.load(args.model)
-    changed = float_convs(model)
+    changed = float_convs(model, matmuls=args.matmuls)
     onnx.checker.check_model(model)
     onnx.save(model, args.out)
-    print(f"{changed} convolutions made float: {args.out}")
+    print(f"{changed} nodes made float: {args.out}")
 
 
 if __name__ == "__main__":

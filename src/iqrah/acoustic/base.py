@@ -26,3 +26,12 @@ class AcousticModel(ABC):
 
     def frames_for(self, seconds: float) -> int:
         return int(seconds / self.frame_seconds)
+
+    def batch_key(self, audio_16k: np.ndarray):
+        """Calls with the same key may run as one batch (``log_probs_batch``); None: never
+        batched. A model batches only what it computes exactly as it would one by one."""
+        return None
+
+    def log_probs_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+        """``log_probs`` of several recordings of one ``batch_key``."""
+        return [self.log_probs(audio) for audio in audios]

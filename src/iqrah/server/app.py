@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from threadpoolctl import threadpool_limits
 
+from ..acoustic.batching import BatchingModel
 from ..analyze import AnalyzeSettings, analyze
 from ..audio import AudioError
 from ..config import RecitationSettings
@@ -37,6 +38,7 @@ from .ws import StreamSession
 STEP_S = 0.25  # new audio per stream step on an idle server
 MAX_STEP_S = 2.0  # ... and on a busy one
 TARGET_BUSY = 0.6  # the share of time the inference threads may work before steps grow
+MAX_BATCH = 4  # model calls run together at most (a 2 s window: no gain past 4 on a CPU)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -61,7 +63,7 @@ class ServerState:
     def __init__(self, config: ServerConfig, model=None, store: SessionStore | None = None):
         self.config = config
         self.metrics = Metrics()
-        self.model = model
+        self.model = None
         self.model_error: str | None = None
         self.store = store or make_store(config.redis_url)
         self.analyze_settings = AnalyzeSettings()
@@ -69,6 +71,8 @@ class ServerState:
         # threads of its own in every pool thread, they would fight over the cores
         threadpool_limits(1)
         self.pool = ThreadPoolExecutor(max_workers=config.inference_threads, thread_name_prefix="iqrah-infer")
+        if model is not None:
+            self._use_model(model)
         # whole-recording reports (the final of a stream, uploads) take 0.1-1 s each: they have
         # a thread of their own, so live words do not queue behind them
         self.report_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iqrah-report")
@@ -86,9 +90,23 @@ class ServerState:
 
         try:
             # the pool runs inference_threads calls at once: one onnxruntime thread each
-            self.model = load_model(self.config.model, threads=1)
+            self._use_model(load_model(self.config.model, threads=1))
         except (FileNotFoundError, ValueError) as exc:
             self.model_error = str(exc)
+
+    def _use_model(self, model) -> None:
+        """Model calls of several sessions that wait for a free core run as one batch, when the
+        model computes a batch exactly as its items one by one (float models; not the bundled
+        model, whose dynamic INT8 quantization scales activations by the whole batch). Then the
+        pool gets more threads than cores, so that calls can wait together."""
+        if not getattr(model, "batches_exactly", lambda: False)():
+            self.model = model
+            return
+        self.pool = ThreadPoolExecutor(max_workers=self.config.inference_threads * MAX_BATCH,
+                                       thread_name_prefix="iqrah-infer")
+        # the report thread's whole recordings count as a runner too, as without batching
+        self.model = BatchingModel(model, runners=self.config.inference_threads + 1, max_batch=MAX_BATCH,
+                                   on_batch=self.metrics.batch.observe)
 
     async def run_report(self, fn, *args):
         """Run a whole-recording analysis in the report pool."""

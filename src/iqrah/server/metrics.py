@@ -20,6 +20,8 @@ class Metrics:
                                  registry=self.registry)
         self.step = Histogram("iqrah_stream_step_seconds", "New audio per streaming step (grows with load)",
                               buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0), registry=self.registry)
+        self.batch = Histogram("iqrah_model_batch_size", "Acoustic model calls run together in one batch",
+                               buckets=(1, 2, 3, 4, 6, 8), registry=self.registry)
         self.messages = Counter("iqrah_messages_total", "Messages by direction and type", ["direction", "type"],
                                 registry=self.registry)
         self.errors = Counter("iqrah_errors_total", "Error messages sent, by code", ["code"],
