@@ -49,6 +49,10 @@ def test_eval_accuracy_on_five_files(small_manifest, recitations, tmp_path):
     assert alafasy["files"] == 3 and 0 <= alafasy["per"] < 0.5
     assert {"word_mae_ms", "within_50ms", "within_100ms", "rtf"} <= set(alafasy)
     assert data["overall"]["files"] == 5
+    kinds = data["kinds"]  # pooled by the manifest's kind column
+    assert kinds["professional"]["files"] == 3 and kinds["non-expert"]["files"] == 2
+    assert kinds["professional"]["per"] == alafasy["per"]
+    assert "all non-expert" in result.output
     assert data["baseline"]["word_mae_ms"] > alafasy["word_mae_ms"]  # alignment beats the baseline
     assert data["model"]["vocabulary"][0] == "<blank>"
 

@@ -257,6 +257,9 @@ def eval_accuracy(
 
     for name, stats in result["groups"].items():
         row(name, stats)
+    if len(result["kinds"]) > 1:  # professional, non-expert... (the manifest's kind column)
+        for name, stats in result["kinds"].items():
+            row(f"all {name}", stats)
     row("overall", result["overall"])
     if result["baseline"]:
         row("baseline (proportional)", result["baseline"])

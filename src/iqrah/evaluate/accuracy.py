@@ -4,7 +4,8 @@ Per reciter group of a manifest: PER of greedy decoding against the reference ph
 collapsed, total edits over total reference length), real-time factor of the model, and, for
 recordings with reference word timings (Alafasy), the error of forced-alignment word boundaries
 next to a baseline that spreads the words over the speech region in proportion to their
-phoneme counts. Where a first ayah may start with the basmala, the reference (with or without
+phoneme counts. The same figures pooled by the manifest's ``kind`` (professional, non-expert...)
+are under ``kinds``. Where a first ayah may start with the basmala, the reference (with or without
 it) that the decoding matches better is used.
 """
 
@@ -171,10 +172,12 @@ def evaluate_accuracy(model: AcousticModel, manifest: str | Path, *, split: str 
     timings = WordTimings(Path(timings_path), timings_reciter) if timings_path else None
 
     groups: dict[str, GroupStats] = defaultdict(GroupStats)
+    kinds: dict[str, GroupStats] = defaultdict(GroupStats)  # professional, non-expert...
     details = []
     for rec in recordings:
         stats, detail = evaluate_recording(model, rec, timings)
         groups[rec.reciter].merge(stats)
+        kinds[rec.kind or "unknown"].merge(stats)
         detail["reciter"] = rec.reciter
         details.append(detail)
         if progress:
@@ -190,6 +193,7 @@ def evaluate_accuracy(model: AcousticModel, manifest: str | Path, *, split: str 
         "manifest": str(manifest),
         "split": split,
         "groups": {name: stats.summary() for name, stats in sorted(groups.items())},
+        "kinds": {name: stats.summary() for name, stats in sorted(kinds.items())},
         "overall": overall.summary(),
         "baseline": boundary_stats(baseline_errors) if baseline_errors else {},
         "files": details,
