@@ -104,3 +104,17 @@ def test_a_word_the_alignment_cannot_follow_past_is_confirmed_live(model, recita
     analyzer, live, _ = stream(model, audio, "111:3")
     sent_at = {e.data["index"]: e.audio_ms for e in live if e.type == "word" and e.data["revision"] == 0}
     assert 1 in sent_at and sent_at[1] < 3500, sent_at  # the word ends at about 2.5 s; audio at 4.2 s
+
+
+def test_a_pause_costs_no_model_runs_once_it_is_seen(model, recitations):
+    """After the step that finds the reciter silent, quiet audio is not aligned again: the model
+    does not run through a long pause, and the words, confirmed at its start, stay as sent."""
+    from iqrah.audio import decode_audio
+
+    audio = decode_audio(recitations / "dev" / "offline-tarteel-test-corpus-112001.opus")
+    rng = np.random.default_rng(0)
+    pause = (1e-4 * rng.standard_normal(4 * SAMPLE_RATE)).astype(np.float32)
+    analyzer, live, _ = stream(model, np.concatenate((audio, pause)), "112:1")
+    assert {e.data["index"] for e in live if e.type == "word"} == set(range(len(analyzer.reference.words)))
+    assert analyzer.quiet_steps >= 10  # of about 14 steps in the 4 s pause
+    assert [e for e in live if e.type == "partial"][-1].audio_ms >= (audio.size + 3 * SAMPLE_RATE) // 16

@@ -7,7 +7,9 @@ rest of the reference is aligned, with a partial CTC alignment (the audio holds 
 of the ayah), to a window that starts a few words back (``context_words``). The acoustic model
 does not run on the whole window each step: frames settled at the previous step are kept, and
 the model hears only the newest audio with ``model_context_s`` before it, plus a little quiet
-after it (``end_pad_s``), which settles the last sounds sooner. A word is confirmed once the
+after it (``end_pad_s``), which settles the last sounds sooner; once a step has found the reciter
+silent, steps are skipped while the audio stays that quiet (a pause costs no model runs). A word
+is confirmed once the
 next word has clearly begun (``margin_s``), or once the reciter has been silent that long after
 it (a stop: the next word may be seconds away), or once the free decoding has heard more
 phonemes past the alignment's last unit in it than the word has left (the model does not hear
@@ -31,7 +33,7 @@ from Levenshtein import editops
 
 from .acoustic.base import AcousticModel
 from .align import AlignmentError
-from .align.words import align_reference
+from .align.words import PAUSE_MARGIN_DB, SoundEdges, align_reference
 from .analyze import AnalyzeSettings, Stopwatch, analyze, voice_by_energy
 from .assess.content import FIT_MAX_GOP, FIT_MAX_KEPT, Heard
 from .assess.findings import AssessmentContext
@@ -106,6 +108,8 @@ class StreamingAnalyzer:
         self._speech_from: int | None = None
         self._last_step = 0
         self._last_partial = 0
+        self._silence_db: float | None = None  # set while the reciter pauses (see _still_silent)
+        self.quiet_steps = 0  # steps skipped in pauses
         self.words: dict[int, WordState] = {}
         self.next_word = 0
         self.finished = False
@@ -135,9 +139,25 @@ class StreamingAnalyzer:
         if self._samples - self._last_step < (step_s or self.step_s) * SAMPLE_RATE:
             # a busy server steps less often; the client still hears from it every second
             return [self._partial()] if self._samples - self._last_partial >= SAMPLE_RATE else []
+        if self._still_silent():  # a pause already seen as one: nothing new to align
+            self._last_step = self._samples
+            self.quiet_steps += 1
+            return [self._partial()] if self._samples - self._last_partial >= SAMPLE_RATE else []
         self._last_step = self._samples
         events = self._step() if self._speech_from is not None else []
         return events + [self._partial()]
+
+    def _still_silent(self) -> bool:
+        """The last step found the reciter silent (and confirmed what that lets it confirm), and
+        every 10 ms since stays under that window's silence level: the step is skipped, so a
+        pause costs no model runs. The first sound above it brings the steps back."""
+        if self._silence_db is None:
+            return False
+        new = self.audio()[self._last_step :]
+        hop = int(SoundEdges.HOP_S * SAMPLE_RATE)
+        frames = new[: new.size // hop * hop].reshape(-1, hop).astype(np.float64)
+        return bool(frames.size) and bool(np.all(10 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
+                                                 <= self._silence_db))
 
     def _listen(self, pcm: np.ndarray) -> None:
         with self._clock.stage("vad"):
@@ -267,6 +287,7 @@ class StreamingAnalyzer:
         # the reciter has stopped: the window ends in ``margin_s`` of silence
         quiet_s = aligned.edges.longest_silence(window_end - start_s - self.margin_s, window_end - start_s)
         stopped = quiet_s >= self.margin_s - 0.02
+        self._silence_db = aligned.edges.floor + PAUSE_MARGIN_DB if stopped and not ended else None
         for w in range(first_word, last_word + 1):
             timing = aligned.words[w]
             after = aligned.words[w + 1] if w < last_word else None
