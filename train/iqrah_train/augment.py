@@ -10,12 +10,14 @@ frequency and time masks (masked values set to 0, the per-utterance mean).
 ``VOICES`` is a second preset for voices unlike the 8 adult male reciters of the train split
 (women, children, non-native speakers, phones): an STFT-domain voice change that moves the
 formants (vocal-tract length) and the pitch independently, random-cutoff band-limiting with a
-spectral tilt, and more noise. The default ``AugmentConfig()`` is unchanged (the documented recipe).
+spectral tilt, and more noise. ``LEARNERS`` adds, to most voice changes, an F0 factor that
+wanders over time (a speaking learner's intonation instead of the chant's melody). The default
+``AugmentConfig()`` is unchanged (the documented recipe).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 
 import numpy as np
@@ -48,6 +50,11 @@ class AugmentConfig:
     f0: tuple[float, float] = (0.8, 2.2)
     # band-limiting with random cutoffs and a random spectral tilt instead of the three fixed filters
     random_band: bool = False
+    # with a voice change, an F0 factor that wanders over time (log-F0 std, correlation time in s):
+    # a learner's speaking intonation in place of the reciter's chant
+    p_intonation: float = 0.0
+    intonation: tuple[float, float] = (0.05, 0.3)
+    intonation_s: tuple[float, float] = (0.2, 1.0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,7 +65,9 @@ class AugmentConfig:
 VOICES = AugmentConfig(p_speed=0.5, speed=(0.85, 1.15), p_pitch=0.0, p_voice=0.6, formant=(0.85, 1.25),
                        f0=(0.8, 2.2), p_reverb=0.25, rt60=(0.1, 0.7), p_band=0.4, random_band=True,
                        p_noise=0.5, snr_db=(3.0, 30.0))
-PRESETS = {"default": AugmentConfig(), "voices": VOICES}
+#: VOICES, and most voice changes also change the melody (a speaking learner's intonation).
+LEARNERS = replace(VOICES, p_intonation=0.7)
+PRESETS = {"default": AugmentConfig(), "voices": VOICES, "learners": LEARNERS}
 
 
 @cache
@@ -97,7 +106,17 @@ def _log_uniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
     return float(np.exp(rng.uniform(np.log(lo_hi[0]), np.log(lo_hi[1]))))
 
 
-def voice_change(audio: np.ndarray, formant: float, f0: float) -> np.ndarray:
+def intonation_contour(n_samples: int, rng: np.random.Generator, std: float, corr_s: float) -> np.ndarray:
+    """A smooth random F0 factor per voice-change frame (``_HOP`` samples): exp of low-passed
+    noise with log-std ``std`` and correlation time ``corr_s``, mean factor 1."""
+    n = (n_samples + 2 * _NFFT) // _HOP + 1
+    alpha = np.exp(-(_HOP / SR) / corr_s)
+    walk = signal.lfilter([1 - alpha], [1, -alpha], rng.standard_normal(n))
+    walk = (walk - walk.mean()) / max(walk.std(), 1e-9)
+    return np.exp(std * walk)
+
+
+def voice_change(audio: np.ndarray, formant: float, f0: float | np.ndarray) -> np.ndarray:
     """Scale the formants by ``formant`` and the pitch by ``f0``, keeping the duration.
 
     Why: the train split has only adult male reciters; women and children have shorter vocal
@@ -106,7 +125,8 @@ def voice_change(audio: np.ndarray, formant: float, f0: float) -> np.ndarray:
     (harmonics); the envelope is stretched by ``formant`` and the fine structure by ``f0`` along
     frequency. Phases follow a phase vocoder: each output bin takes the instantaneous frequency of
     its source bin times ``f0``, accumulated over frames. Crude (a little phasiness), but the model
-    only sees 25 ms log-mel frames, and it costs a few ms per second of audio.
+    only sees 25 ms log-mel frames, and it costs a few ms per second of audio. ``f0`` may also be
+    one factor per frame (``intonation_contour``).
     """
     n = audio.size
     if n < _NFFT:
@@ -133,18 +153,25 @@ def voice_change(audio: np.ndarray, formant: float, f0: float) -> np.ndarray:
         return x[:, lo] * (1 - w) + x[:, hi] * w
 
     new_env = warp(env, formant)
-    new_fine = warp(fine, f0)
-    src = bins / f0
-    beyond = src > nb - 1
-    new_fine[:, beyond] = fine.min()  # no harmonics above the source's Nyquist
+    # the pitch factor per frame: one for all, or a contour
+    f0 = np.broadcast_to(np.asarray(f0, dtype=np.float64).reshape(-1), (1,)) if np.ndim(f0) == 0 else \
+        np.asarray(f0, dtype=np.float64)[np.minimum(np.arange(frames.shape[0]), len(f0) - 1)]
+    src = bins[None, :] / f0[:, None]  # (frames or 1, bins)
+    lo = np.clip(np.floor(src).astype(int), 0, nb - 1)
+    hi = np.clip(lo + 1, 0, nb - 1)
+    w = np.clip(src - lo, 0.0, 1.0)
+    rows = np.arange(fine.shape[0])[:, None]
+    lo_b, hi_b = np.broadcast_to(lo, fine.shape), np.broadcast_to(hi, fine.shape)
+    new_fine = fine[rows, lo_b] * (1 - w) + fine[rows, hi_b] * w
+    new_fine[np.broadcast_to(src > nb - 1, fine.shape)] = fine.min()  # no harmonics above the source's Nyquist
     # phase vocoder: instantaneous frequency of the (nearest) source bin, times f0
     phase = np.angle(spec)
     expected = 2 * np.pi * _HOP * bins / _NFFT
     dphi = np.diff(phase, axis=0, prepend=phase[:1]) - expected
     dphi = (dphi + np.pi) % (2 * np.pi) - np.pi
     inst = expected + dphi  # radians per hop
-    k = np.clip(np.rint(src).astype(int), 0, nb - 1)
-    new_phase = np.cumsum(inst[:, k] * f0, axis=0)
+    k = np.broadcast_to(np.clip(np.rint(src).astype(int), 0, nb - 1), fine.shape)
+    new_phase = np.cumsum(inst[rows, k] * f0[:, None], axis=0)
     out = np.exp(new_env + new_fine) * np.exp(1j * new_phase)
     y_frames = np.fft.irfft(out, n=_NFFT, axis=1) * win
     y = np.zeros(pad.size, np.float64)
@@ -203,7 +230,10 @@ def augment_audio(audio: np.ndarray, rng: np.random.Generator, cfg: AugmentConfi
     if rng.random() < cfg.p_pitch:
         x = pitch_shift(x, rng.uniform(*cfg.pitch))
     if cfg.p_voice > 0 and rng.random() < cfg.p_voice:
-        x = voice_change(x, _log_uniform(rng, cfg.formant), _log_uniform(rng, cfg.f0))
+        f0 = _log_uniform(rng, cfg.f0)
+        if cfg.p_intonation > 0 and rng.random() < cfg.p_intonation:
+            f0 = f0 * intonation_contour(x.size, rng, rng.uniform(*cfg.intonation), rng.uniform(*cfg.intonation_s))
+        x = voice_change(x, _log_uniform(rng, cfg.formant), f0)
     if rng.random() < cfg.p_reverb:
         x = reverb(x, rng, rng.uniform(*cfg.rt60))
     if rng.random() < cfg.p_band:
