@@ -4,8 +4,7 @@ A server runs many streams; each step of each stream asks the acoustic model for
 its newest audio. ``BatchingModel`` lets at most ``runners`` calls compute at once (one per core)
 and queues the others; when a runner gets free, a waiting caller takes it and runs its call
 together with the other waiting calls of the same ``batch_key`` (at most ``max_batch``), as one
-batch.
-An idle server therefore runs every call at once, alone (no waiting for company), and a busy one,
+batch. An idle server therefore runs every call at once, alone (no waiting for company), and a busy one,
 where streams queue, runs them in batches. Callers block until their result is ready, so the
 streaming analyzer stays a plain object calling ``log_probs``.
 """
