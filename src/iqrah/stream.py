@@ -138,11 +138,11 @@ class StreamingAnalyzer:
             self._listen(pcm)          # there on the alignment follows it
         if self._samples - self._last_step < (step_s or self.step_s) * SAMPLE_RATE:
             # a busy server steps less often; the client still hears from it every second
-            return [self._partial()] if self._samples - self._last_partial >= SAMPLE_RATE else []
+            return self._partial_if_due()
         if self._still_silent():  # a pause already seen as one: nothing new to align
             self._last_step = self._samples
             self.quiet_steps += 1
-            return [self._partial()] if self._samples - self._last_partial >= SAMPLE_RATE else []
+            return self._partial_if_due()
         self._last_step = self._samples
         events = self._step() if self._speech_from is not None else []
         return events + [self._partial()]
@@ -153,11 +153,8 @@ class StreamingAnalyzer:
         pause costs no model runs. The first sound above it brings the steps back."""
         if self._silence_db is None:
             return False
-        new = self.audio()[self._last_step :]
-        hop = int(SoundEdges.HOP_S * SAMPLE_RATE)
-        frames = new[: new.size // hop * hop].reshape(-1, hop).astype(np.float64)
-        return bool(frames.size) and bool(np.all(10 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
-                                                 <= self._silence_db))
+        db = SoundEdges.frame_db(self.audio()[self._last_step :], SAMPLE_RATE)
+        return bool(db.size) and bool(np.all(db <= self._silence_db))
 
     def _listen(self, pcm: np.ndarray) -> None:
         with self._clock.stage("vad"):
@@ -233,8 +230,9 @@ class StreamingAnalyzer:
 
     @property
     def pitch(self) -> Pitch:
-        """F0 of all the audio received (20 ms frames), brought up to date when asked for: at
-        each step, not at each chunk (a call costs about as much for 0.1 s as for 1 s)."""
+        """F0 of all the audio received (20 ms frames), brought up to date when asked for (a word
+        is sent, the final report), not at each chunk: a call costs about as much for 0.1 s as
+        for 1 s."""
         if self._pitch_samples < self._samples:
             with self._clock.stage("pitch"):
                 fresh = self.audio()[self._pitch_samples:]
@@ -414,6 +412,9 @@ class StreamingAnalyzer:
                               "end": round(state.end, 3), "verdict": state.verdict, "phonemes": units,
                               "revision": state.revision,
                               "pitch": pitch_summary(self.pitch, state.start, state.end)}, self._ms())
+
+    def _partial_if_due(self) -> list[Event]:
+        return [self._partial()] if self._samples - self._last_partial >= SAMPLE_RATE else []
 
     def _partial(self) -> Event:
         self._last_partial = self._samples

@@ -277,16 +277,23 @@ class SoundEdges:
     HOP_S = 0.01
 
     def __init__(self, audio: np.ndarray, sample_rate: int):
-        hop = int(self.HOP_S * sample_rate)
-        n = audio.size // hop
-        frames = np.asarray(audio[: n * hop], dtype=np.float64).reshape(n, hop) if n else np.zeros((1, 1))
-        self.db = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-10)
+        self.db = self.frame_db(audio, sample_rate)
+        if not self.db.size:
+            self.db = np.full(1, -100.0)
         # silence: within 10 dB of the quietest frames, or 50 dB under the loudest; a recitation
         # may hold almost no silence, so the quietest 2 % stand for the noise floor; and always
         # 20 dB under the loudest, as a held nasal sounds 10-15 dB under the vowels
         loud = np.percentile(self.db, 99)
         self.floor = min(max(np.percentile(self.db, 2) + 10.0, loud - 50.0), loud - 20.0)
         self.dynamic_range = float(loud - np.percentile(self.db, 2))  # dB from the quiet to the loud
+
+    @classmethod
+    def frame_db(cls, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Energy (dB) of each whole 10 ms frame of ``audio``."""
+        hop = int(cls.HOP_S * sample_rate)
+        n = audio.size // hop
+        frames = np.asarray(audio[: n * hop], dtype=np.float64).reshape(n, hop)
+        return 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-10)
 
     def start_before(self, t: float, limit: float) -> float:
         """Walk back from ``t`` while there is sound, not past ``limit``."""
