@@ -235,7 +235,8 @@ def eval_accuracy(
     threads: Annotated[int, typer.Option(help="Model threads; the real-time factor target is for one "
                                                "(0: one per core).")] = 1,
 ):
-    """Phoneme error rate, word-boundary error and speed of the acoustic model, per reciter group."""
+    """Phoneme error rate, word-boundary error and speed of the acoustic model, per reciter group
+    and pooled per kind of reciter (the manifest's kind column: professional, non-expert)."""
     from .evaluate.accuracy import evaluate_accuracy
 
     acoustic, total = _eval_inputs(model, manifest, split, limit, reciter, threads)
