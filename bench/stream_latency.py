@@ -1,6 +1,6 @@
 """Latency of live feedback: N clients replay real recitations at real-time pace over /ws/stream.
 
-    .venv/bin/python bench/stream_latency.py --clients 10 [--url ws://127.0.0.1:8000] [--json out.json]
+    .venv/bin/python bench/stream_latency.py --clients 10 [--url ws://127.0.0.1:8000] [--model M.onnx] [--json out.json]
 
 Without --url it starts `iqrah serve` on a free local port and stops it afterwards. Each client
 streams a dev recording (from the manifest) in 100 ms binary frames at real-time pace, then
@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--url")
     parser.add_argument("--manifest", type=Path, default=root / "manifest.csv")
     parser.add_argument("--max-seconds", type=float, default=20.0, help="cut recordings to this length")
+    parser.add_argument("--model", help="acoustic model for the server it starts (default: the bundled one)")
     parser.add_argument("--json")
     args = parser.parse_args()
 
@@ -136,7 +137,8 @@ def main() -> None:
     if url is None:
         port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "iqrah.cli", "serve", "--port", str(port),
-                                   "--max-connections", str(max(100, args.clients))],
+                                   "--max-connections", str(max(100, args.clients)),
+                                   *(["--model", args.model] if args.model else [])],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"ws://127.0.0.1:{port}"
         for _ in range(600):

@@ -104,6 +104,10 @@ def test_a_word_the_alignment_cannot_follow_past_is_confirmed_live(model, recita
     analyzer, live, _ = stream(model, audio, "111:3")
     sent_at = {e.data["index"]: e.audio_ms for e in live if e.type == "word" and e.data["revision"] == 0}
     assert 1 in sent_at and sent_at[1] < 3500, sent_at  # the word ends at about 2.5 s; audio at 4.2 s
+    # nothing of ذَاتَ is placed either: it is sent live too, between the two words around it
+    assert 2 in sent_at and sent_at[2] < 4000, sent_at
+    sent = {e.data["index"]: e.data for e in live if e.type == "word"}
+    assert sent[1]["end"] <= sent[2]["start"] < sent[2]["end"] < 4.0
 
 
 def test_a_pause_costs_no_model_runs_once_it_is_seen(model, recitations):

@@ -11,9 +11,11 @@ after it (``end_pad_s``), which settles the last sounds sooner; once a step has 
 silent, steps are skipped while the audio stays that quiet (a pause costs no model runs). A word
 is confirmed once the
 next word has clearly begun (``margin_s``), or once the reciter has been silent that long after
-it (a stop: the next word may be seconds away), or once the free decoding has heard more
-phonemes past the alignment's last unit in it than the word has left (the model does not hear
-the next word as written, so the alignment is stuck there: a learner's accent); it is then judged (free decoding of its stretch
+it (a stop: the next word may be seconds away), or once the free decoding shows the reciter
+past it while the alignment is stuck before its end (the model does not hear the rest as
+written, or hears nothing of it: a learner's accent): more phonemes heard past the alignment's
+last unit than are left up to the word's end, or, after that unit, the opening of the next
+word; it is then judged (free decoding of its stretch
 against its phonemes, then the tajweed validators on its units) and sent as a ``word`` event,
 with its ``violation`` events. Words still inside the window are aligned again at the next
 step; if a boundary moves by more than ``revise_s`` the word is sent again with ``revision`` +
@@ -301,8 +303,8 @@ class StreamingAnalyzer:
             plain_end = self._plain_end.get(w)
             last_sound = aligned.units[plain_end].end if plain_end is not None else np.nan
             said = window_end - last_sound >= self.margin_s
-            # or the alignment is stuck inside it (it hears none of what is expected next) while
-            # the reciter has gone on: more phonemes heard since than the word had left
+            # or the alignment is stuck inside it or before it (it hears none of what is expected
+            # next) while the reciter has gone on (see _heard_past)
             outrun = (np.nan if next_begun or (after is not None and np.isfinite(after.start))
                       else self._heard_past(w, aligned, heard, heard_times))
             past = window_end - outrun >= self.margin_s
@@ -312,6 +314,9 @@ class StreamingAnalyzer:
                 timing = replace(timing, end=min(timing.end, last_sound + self.model.frame_seconds))
             elif past and not (next_begun or paused or ended):
                 timing = replace(timing, end=min(timing.end, outrun))
+            if past and not np.isfinite(timing.start):  # none of it was placed: it fills the gap
+                before = self.words.get(w - 1)
+                timing = replace(timing, start=min(before.end, outrun) if before else outrun, end=outrun)
             sent = self.words.get(w)
             if sent is not None:
                 # the window starts inside the sound of its first word: that word's start is the
@@ -331,21 +336,38 @@ class StreamingAnalyzer:
         return events
 
     def _heard_past(self, w: int, aligned, heard, heard_times: np.ndarray) -> float:
-        """When the free decoding heard more phonemes after the last unit the alignment reached
-        in word ``w`` than the word has left, the time the first phoneme beyond it was heard
-        (the next word has begun there), else NaN."""
-        units = self.reference.word_units(w)
+        """When the free decoding shows the reciter past word ``w`` although the alignment is
+        stuck before its end (it hears none of what is expected next), the time the next word
+        began, else NaN. From the last unit the alignment reached, in ``w`` or before it
+        (the frontier), the decoding heard either
+
+        * more phonemes than there are from the frontier to the end of ``w`` (a learner's
+          accent: the rest was heard, as something else): the first phoneme beyond them; or
+        * after the frontier's own phonemes, the opening of word ``w + 1`` (its first letter,
+          then one of its next three phonemes; the rest of ``w`` was not heard at all): its
+          first letter.
+        """
+        words = self.reference.words
+        units = [u for v in range(max(0, w - self.context_words), w + 1) for u in self.reference.word_units(v)]
         reached = [k for k, u in enumerate(units) if np.isfinite(aligned.units[u.index].start)]
         if not reached:
             return np.nan
         frontier = units[reached[-1]]
-        left = len(collapse_runs("".join(u.phonemes for u in units[reached[-1] + 1:])))
+        rest = collapse_runs("".join(u.phonemes for u in units[reached[-1] + 1:]))
         own = len(collapse_runs(frontier.phonemes))
         since = np.flatnonzero(heard_times >= aligned.units[frontier.index].start)
         # a held sound may fire twice (``اا``): runs count once
         since = [k for j, k in enumerate(since) if j == 0 or heard.phonemes[k] != heard.phonemes[since[j - 1]]]
-        beyond = own + left  # the frontier unit's own phonemes, then the rest of the word
-        return float(heard_times[since[beyond]]) if len(since) > beyond else np.nan
+        beyond = own + len(rest)  # the frontier unit's own phonemes, then the rest up to the end of w
+        if len(since) > beyond:
+            return float(heard_times[since[beyond]])
+        after = since[own:]
+        if w + 1 < len(words) and len(after) >= 2:
+            opening = collapse_runs(words[w + 1].phonemes)
+            first, second = heard.phonemes[after[0]], heard.phonemes[after[1]]
+            if first == opening[0] and first not in rest and second in opening[1:4]:
+                return float(heard_times[after[0]])
+        return np.nan
 
     def _window_log_probs(self, first_frame: int, audio: np.ndarray) -> np.ndarray:
         """Log-probs of frames ``first_frame`` .. now (40 ms frames of the stream).
