@@ -27,6 +27,11 @@ class AcousticModel(ABC):
     def frames_for(self, seconds: float) -> int:
         return int(seconds / self.frame_seconds)
 
+    def batches_exactly(self) -> bool:
+        """Whether a batch gives each item exactly what a call of its own gives (a server
+        batches the calls of several sessions only then)."""
+        return False
+
     def batch_key(self, audio_16k: np.ndarray):
         """Calls with the same key may run as one batch (``log_probs_batch``); None: never
         batched. A model batches only what it computes exactly as it would one by one."""

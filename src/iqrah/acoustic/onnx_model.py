@@ -103,7 +103,8 @@ class OnnxAcousticModel(AcousticModel):
         return self._exact
 
     def log_probs_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
-        if len(audios) == 1 or len({self.batch_key(a) for a in audios}) != 1 or self.batch_key(audios[0]) is None:
+        keys = {self.batch_key(a) for a in audios}
+        if len(audios) == 1 or len(keys) != 1 or None in keys:
             return [self.log_probs(a) for a in audios]
         feats = np.stack([self._features(np.asarray(a, dtype=np.float32).reshape(-1)) for a in audios])
         out = self.session.run(None, {self._input: feats})[0]

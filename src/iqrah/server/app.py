@@ -99,7 +99,7 @@ class ServerState:
         model computes a batch exactly as its items one by one (float models; not the bundled
         model, whose dynamic INT8 quantization scales activations by the whole batch). Then the
         pool gets more threads than cores, so that calls can wait together."""
-        if not getattr(model, "batches_exactly", lambda: False)():
+        if not model.batches_exactly():
             self.model = model
             return
         self.pool = ThreadPoolExecutor(max_workers=self.config.inference_threads * MAX_BATCH,
