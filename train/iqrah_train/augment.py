@@ -55,6 +55,11 @@ class AugmentConfig:
     p_intonation: float = 0.0
     intonation: tuple[float, float] = (0.05, 0.3)
     intonation_s: tuple[float, float] = (0.2, 1.0)
+    # held sounds shortened towards a speaking length: between two phoneme onsets, the part
+    # beyond ``held_keep_s`` from either keeps a fraction in ``held_fraction`` of its length
+    p_squeeze: float = 0.0
+    held_fraction: tuple[float, float] = (0.1, 0.5)
+    held_keep_s: float = 0.06
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,7 +72,9 @@ VOICES = AugmentConfig(p_speed=0.5, speed=(0.85, 1.15), p_pitch=0.0, p_voice=0.6
                        p_noise=0.5, snr_db=(3.0, 30.0))
 #: VOICES, and most voice changes also change the melody (a speaking learner's intonation).
 LEARNERS = replace(VOICES, p_intonation=0.7)
-PRESETS = {"default": AugmentConfig(), "voices": VOICES, "learners": LEARNERS}
+#: LEARNERS, and most recordings spoken rather than chanted: held sounds cut to a speaking length.
+SPEECH = replace(LEARNERS, p_squeeze=0.6)
+PRESETS = {"default": AugmentConfig(), "voices": VOICES, "learners": LEARNERS, "speech": SPEECH}
 
 
 @cache
@@ -190,6 +197,62 @@ def voice_change(audio: np.ndarray, formant: float, f0: float | np.ndarray) -> n
     return (y * (_rms(audio) / _rms(y))).astype(np.float32)
 
 
+_WSOLA_N, _WSOLA_HOP, _WSOLA_DELTA = 512, 256, 160
+
+
+def wsola(audio: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Time-scale modification that keeps the pitch (WSOLA): output sample ``k * 256`` is taken
+    from near input sample ``source[k]`` (non-decreasing), each 32 ms window shifted by up to
+    10 ms to continue the previous one's waveform best (cross-correlation at 8 kHz)."""
+    n, hop, delta = _WSOLA_N, _WSOLA_HOP, _WSOLA_DELTA
+    win = np.hanning(n + 2)[1:-1].astype(np.float32)
+    pad = n + delta + hop
+    x = np.concatenate([np.zeros(pad, np.float32), audio.astype(np.float32), np.zeros(pad, np.float32)])
+    y = np.zeros(len(source) * hop + n, np.float32)
+    norm = np.zeros_like(y)
+    prev = -1
+    for k, p in enumerate(np.asarray(source, dtype=np.int64) + pad):
+        start = int(p)
+        if prev >= 0:
+            natural = x[prev + hop : prev + hop + n : 2]
+            c = np.correlate(x[p - delta : p + delta + n : 2], natural, "valid")
+            start = int(p) - delta + 2 * int(np.argmax(c))
+        y[k * hop : k * hop + n] += win * x[start : start + n]
+        norm[k * hop : k * hop + n] += win
+        prev = start
+    return (y / np.maximum(norm, 1e-3))[: len(source) * hop]
+
+
+def squeeze_held(audio: np.ndarray, rng: np.random.Generator, onsets: np.ndarray,
+                 fraction: tuple[float, float], keep_s: float = 0.06) -> np.ndarray:
+    """Shorten held sounds to a speaking length, keeping the pitch.
+
+    Why: the train split is chanted (madd held 4-6 harakat, long vowels, a slow tempo: about 5
+    collapsed phonemes per second in the dev professional group), learners mostly speak (about 8
+    per second of speech in the crowd dev groups). ``onsets`` are the times (s) where a model
+    heard each new phoneme begin (``onsets.py``); between two onsets, what lies beyond the first
+    and before the last ``keep_s`` is the held part, and it keeps a fraction of its length
+    (log-uniform in ``fraction``, one per recording). The targets (runs collapsed) do not change.
+    """
+    frames = audio.size // 160
+    rate = np.ones(frames)
+    f = _log_uniform(rng, fraction)
+    keep = keep_s / 0.01
+    for a, b in zip(onsets[:-1], onsets[1:]):
+        lo, hi = int(round(a / 0.01 + keep)), int(round(b / 0.01 - keep))
+        if hi - lo >= 3:
+            rate[lo:min(hi, frames)] = f
+    out_time = np.concatenate([[0.0], np.cumsum(rate)]) * 160  # output sample at each frame edge
+    in_time = np.arange(frames + 1) * 160.0
+    n_out = int(out_time[-1]) + audio.size - frames * 160
+    if frames == 0 or n_out > 0.98 * audio.size:
+        return audio
+    source = np.interp(np.arange(0, n_out, _WSOLA_HOP), out_time, in_time, right=in_time[-1])
+    source += np.maximum(0, np.arange(0, n_out, _WSOLA_HOP) - out_time[-1])  # the tail, unchanged
+    y = wsola(audio, np.minimum(source, audio.size - 1))
+    return (y * (_rms(audio) / _rms(y))).astype(np.float32)
+
+
 def random_band(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Band-pass with random cutoffs (high-pass 50-400 Hz, low-pass 2.8-7 kHz) and a random
     first-order spectral tilt: phones, laptop microphones and codecs each colour the voice
@@ -223,8 +286,12 @@ def coloured_noise(n: int, rng: np.random.Generator) -> np.ndarray:
     return signal.lfilter([1.0], [1.0, -0.995], white).astype(np.float32)  # brown
 
 
-def augment_audio(audio: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+def augment_audio(audio: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig,
+                  onsets: np.ndarray | None = None) -> np.ndarray:
+    """``onsets``: where each phoneme begins (s), for ``squeeze_held``; without them it is skipped."""
     x = audio.astype(np.float32, copy=True)
+    if cfg.p_squeeze > 0 and onsets is not None and rng.random() < cfg.p_squeeze:
+        x = squeeze_held(x, rng, onsets, cfg.held_fraction, cfg.held_keep_s)
     if rng.random() < cfg.p_speed:
         x = speed(x, rng.uniform(*cfg.speed))
     if rng.random() < cfg.p_pitch:

@@ -34,6 +34,7 @@ class Utterance:
     length: int
     target: list[int]
     reciter: str
+    onsets: np.ndarray | None = None  # where each phoneme begins (s), if ``onsets.py`` ran
 
 
 class TrainData:
@@ -42,6 +43,8 @@ class TrainData:
         targets = json.loads((data_dir / "targets.json").read_text(encoding="utf-8"))
         index = json.loads((data_dir / "index.json").read_text(encoding="utf-8"))
         self.audio = np.memmap(data_dir / "audio.int16", dtype=np.int16, mode="r")
+        onsets_file = data_dir / "onsets.json"
+        onsets = json.loads(onsets_file.read_text(encoding="utf-8")) if onsets_file.exists() else {}
         self.utts: list[Utterance] = []
         self.skipped: list[str] = []
         for f in sorted(index):
@@ -56,7 +59,8 @@ class TrainData:
             # CTC needs at least as many 40 ms frames as collapsed target symbols (a little slack)
             if len(tgt) * 0.04 * 1.1 > n / 16000:
                 continue
-            self.utts.append(Utterance(f, off, n, tgt, targets[f]["reciter"]))
+            times = np.asarray(onsets[f]) if f in onsets else None
+            self.utts.append(Utterance(f, off, n, tgt, targets[f]["reciter"], times))
         self.lengths = np.array([u.length for u in self.utts])
 
     def summary(self) -> dict:
@@ -97,7 +101,7 @@ class TrainData:
             u = self.utts[i]
             audio = self.audio[u.offset : u.offset + u.length].astype(np.float32) / 32768.0
             if aug is not None and wave:
-                audio = augment_audio(audio, rng, aug)
+                audio = augment_audio(audio, rng, aug, u.onsets)
             f = log_mel(audio, feats)
             if aug is not None:
                 f = spec_augment(f, rng, aug)

@@ -64,7 +64,9 @@ def main(argv=None):
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--augment", choices=sorted(PRESETS), default="default",
                     help="augmentation preset: default (the recipe's), voices (formant/pitch change, random "
-                         "band-limiting, more noise: for voices unlike the train reciters)")
+                         "band-limiting, more noise: for voices unlike the train reciters), learners (voices with a "
+                         "wandering intonation), speech (learners with held sounds cut to a speaking length; "
+                         "needs iqrah_train.onsets)")
     ap.add_argument("--start-epoch", type=int, default=0,
                     help="first epoch of a fresh run; 1 skips the epoch-0 curriculum (fine-tuning with --init)")
     ap.add_argument("--wave-aug-from-epoch", type=int, default=1,
@@ -99,6 +101,9 @@ def main(argv=None):
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98),
                             weight_decay=args.weight_decay)
     aug = None if args.no_augment else PRESETS[args.augment]
+    if aug is not None and aug.p_squeeze > 0 and all(u.onsets is None for u in data.utts):
+        raise SystemExit(f"--augment {args.augment} shortens held sounds between phoneme onsets: "
+                         f"run `python -m iqrah_train.onsets --data {args.data}` first")
     ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
 
     state = {"step": 0, "epoch": args.start_epoch, "batch": 0, "elapsed": 0.0, "total_steps": args.steps or 0,
