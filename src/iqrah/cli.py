@@ -436,26 +436,28 @@ def model_validate(
         raise typer.Exit(1)
 
 
-TRAIN_STEPS = {"prep": "prep", "onsets": "onsets", "fit": "loop", "export": "export", "evaluate": "evaluate"}
+TRAIN_STEPS = {"prep": "prep", "onsets": "onsets", "fit": "loop", "average": "average",
+               "export": "export", "evaluate": "evaluate"}
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
              add_help_option=False)
 def train(
     ctx: typer.Context,
-    step: Annotated[Optional[str], typer.Argument(help="prep, onsets, fit, export or evaluate")] = None,
+    step: Annotated[Optional[str], typer.Argument(help="prep, onsets, fit, average, export or evaluate")] = None,
 ):
     """Train the bundled acoustic model with the recipe in train/ (needs the \\[train] extra).
 
     Steps: prep (targets and audio cache), onsets (where a model hears each phoneme begin, for
-    the speech augmentation), fit (train), export (ONNX, INT8, card), evaluate (dev PER of a
-    checkpoint). Options after STEP go to it: `iqrah train fit --help`.
+    the speech augmentation), fit (train), average (mean of checkpoints' weights), export (ONNX,
+    INT8, card), evaluate (dev PER of a checkpoint). Options after STEP go to it: `iqrah train fit --help`.
     """
     import importlib
 
     if step in (None, "--help", "-h"):
         console.print("usage: iqrah train STEP [OPTIONS]\n  steps: prep (targets and audio cache), "
-                      "onsets (phoneme onsets for --augment speech), fit (train), export (ONNX, INT8, card), "
+                      "onsets (phoneme onsets for --augment speech), fit (train), average (mean of checkpoints), "
+                      "export (ONNX, INT8, card), "
                       "evaluate (dev PER of a checkpoint)\n"
                       "  options after STEP go to it: iqrah train fit --help   (docs/model.md)", highlight=False)
         raise typer.Exit(0)
