@@ -203,7 +203,9 @@ _WSOLA_N, _WSOLA_HOP, _WSOLA_DELTA = 512, 256, 160
 def wsola(audio: np.ndarray, source: np.ndarray) -> np.ndarray:
     """Time-scale modification that keeps the pitch (WSOLA): output sample ``k * 256`` is taken
     from near input sample ``source[k]`` (non-decreasing), each 32 ms window shifted by up to
-    10 ms to continue the previous one's waveform best (cross-correlation at 8 kHz)."""
+    10 ms to continue the previous one's waveform best (cross-correlation at 8 kHz). The same
+    method as ``iqrah.evaluate.tsm.time_stretch``, there at one fixed rate (its planted-error
+    figures are measured with that code, so it stays as it is), here at a rate that varies."""
     n, hop, delta = _WSOLA_N, _WSOLA_HOP, _WSOLA_DELTA
     win = np.hanning(n + 2)[1:-1].astype(np.float32)
     pad = n + delta + hop
