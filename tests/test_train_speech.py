@@ -84,3 +84,33 @@ def test_speech_preset_needs_onsets_and_is_deterministic():
     assert np.array_equal(a, b)
     lengths = {augment_audio(x, np.random.default_rng(s), SPEECH, onsets).size for s in range(12)}
     assert min(lengths) < 0.8 * x.size  # some recordings were spoken faster
+
+
+def test_train_data_hands_each_recording_its_onsets(tmp_path):
+    """``TrainData`` reads ``onsets.json`` beside the cache and gives the squeeze each file's own
+    onsets; a file the onsets pass did not reach is left unsqueezed."""
+    pytest.importorskip("torch", reason="the training data loader needs torch (the [train] extra)")
+    import json
+
+    from iqrah.acoustic import Vocabulary
+    from iqrah_train.data import TrainData
+
+    rng = np.random.default_rng(6)
+    t = np.arange(3 * SR) / SR
+    clip = (0.3 * np.sin(2 * np.pi * 130 * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    pcm = (clip * 32767).astype(np.int16)
+    (tmp_path / "audio.int16").write_bytes(np.concatenate([pcm, pcm]).tobytes())
+    index = {"a.opus": [0, pcm.size], "b.opus": [pcm.size, pcm.size]}
+    targets = {f: {"phonemes": "مَاالِك", "reciter": "r", "basmala": False, "duration_s": 3.0} for f in index}
+    (tmp_path / "index.json").write_text(json.dumps(index), encoding="utf-8")
+    (tmp_path / "targets.json").write_text(json.dumps(targets, ensure_ascii=False), encoding="utf-8")
+    (tmp_path / "onsets.json").write_text(json.dumps({"a.opus": [0.0, 1.5, 2.9]}), encoding="utf-8")
+
+    data = TrainData(tmp_path, Vocabulary())
+    by_file = {u.file: u for u in data.utts}
+    assert by_file["a.opus"].onsets.tolist() == [0.0, 1.5, 2.9]
+    assert by_file["b.opus"].onsets is None
+    squeezed = [i for i, u in enumerate(data.utts) if u.onsets is not None]
+    x, lens, y, ylens = data.make_batch(squeezed * 8, np.random.default_rng(7), SPEECH)
+    assert int(lens.min()) < 0.8 * 300  # some of the 3 s (300 feature frames) copies were spoken faster
+    assert ylens.tolist() == [len("مَالِك")] * 8  # the targets, runs collapsed, do not change
