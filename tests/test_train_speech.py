@@ -114,3 +114,18 @@ def test_train_data_hands_each_recording_its_onsets(tmp_path):
     x, lens, y, ylens = data.make_batch(squeezed * 8, np.random.default_rng(7), SPEECH)
     assert int(lens.min()) < 0.8 * 300  # some of the 3 s (300 feature frames) copies were spoken faster
     assert ylens.tolist() == [len("مَالِك")] * 8  # the targets, runs collapsed, do not change
+
+
+def test_codec_round_trip_keeps_the_voice_and_loses_detail():
+    """The phones preset's lossy codec pass: the same sound comes back (pitch, length within the
+    encoder's delay), but not bit for bit, and the same Generator draws the same codec."""
+    from iqrah_train.augment import codec_roundtrip
+
+    t = np.arange(2 * SR) / SR
+    x = sum(0.2 / k * np.sin(2 * np.pi * 180 * k * t) for k in (1, 2, 3, 4)).astype(np.float32)
+    for seed in range(4):
+        y = codec_roundtrip(x, np.random.default_rng(seed))
+        assert abs(y.size - x.size) < 0.1 * SR
+        assert abs(_dominant_hz(y[SR // 2 : SR // 2 + 8192]) - 180) < 6
+        assert not np.array_equal(y[: x.size], x)
+        assert np.array_equal(y, codec_roundtrip(x, np.random.default_rng(seed)))
