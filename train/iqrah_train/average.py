@@ -22,11 +22,11 @@ def average(paths: list[Path]) -> dict:
     cks = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
     if any(ck["config"] != cks[0]["config"] for ck in cks):
         raise SystemExit("checkpoints of different model configurations cannot be averaged")
-    out = copy.deepcopy(cks[-1])
-    for name, value in cks[-1]["model"].items():
+    last = cks[-1]
+    out = copy.deepcopy(last)
+    for name, value in last["model"].items():
         if value.is_floating_point():
             out["model"][name] = sum(ck["model"][name] for ck in cks) / len(cks)
-    last = cks[-1]
     out["stages"] = last.get("stages", []) + [{
         "ckpt": str(paths[-1]), "steps": last["state"]["step"], "minutes": round(last["state"]["elapsed"] / 60, 1),
         "audio_hours_seen": round(last["state"]["audio_seconds"] / 3600, 2), "data": last["data"], "args": last["args"],
