@@ -62,8 +62,9 @@ class AugmentConfig:
     p_squeeze: float = 0.0
     held_fraction: tuple[float, float] = (0.1, 0.5)
     held_keep_s: float = 0.06
-    # a lossy codec round trip at a low bit rate (MP3 8-32 kbit/s or Opus 6-16 kbit/s)
+    # a lossy codec round trip at a low bit rate, one of ``codecs`` (names in ``CODECS``)
     p_codec: float = 0.0
+    codecs: tuple[str, ...] = ("mp3", "opus")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,7 +81,11 @@ LEARNERS = replace(VOICES, p_intonation=0.7)
 SPEECH = replace(LEARNERS, p_squeeze=0.6)
 #: SPEECH, and a third of the recordings through a phone app's lossy codec.
 PHONES = replace(SPEECH, p_codec=0.3)
-PRESETS = {"default": AugmentConfig(), "voices": VOICES, "learners": LEARNERS, "speech": SPEECH, "phones": PHONES}
+#: PHONES with more recordings through a codec, and more codecs: AAC (phone recorder apps) and
+#: AMR-NB (a phone call, 8 kHz).
+HANDSETS = replace(PHONES, p_codec=0.45, codecs=("mp3", "opus", "aac", "amr"))
+PRESETS = {"default": AugmentConfig(), "voices": VOICES, "learners": LEARNERS, "speech": SPEECH, "phones": PHONES,
+           "handsets": HANDSETS}
 
 
 @cache
@@ -261,33 +266,38 @@ def squeeze_held(audio: np.ndarray, rng: np.random.Generator, onsets: np.ndarray
     return (y * (_rms(audio) / _rms(y))).astype(np.float32)
 
 
-CODECS = {"mp3": ("libmp3lame", "mp3", (8_000, 16_000, 24_000, 32_000)),
-          "opus": ("libopus", "ogg", (6_000, 8_000, 12_000, 16_000))}
+#: name: (PyAV encoder, container, sample rate, bit rates)
+CODECS = {"mp3": ("libmp3lame", "mp3", SR, (8_000, 16_000, 24_000, 32_000)),
+          "opus": ("libopus", "ogg", SR, (6_000, 8_000, 12_000, 16_000)),
+          "aac": ("aac", "adts", SR, (12_000, 16_000, 24_000)),
+          "amr": ("libopencore_amrnb", "amr", 8_000, (4_750, 5_900, 7_950, 10_200, 12_200))}
 
 
-def codec_roundtrip(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Encode with a lossy codec at a low bit rate (PyAV's ffmpeg, in memory) and decode with
-    ``iqrah.audio.decode_audio``, as the server decodes a learner's upload.
+def codec_roundtrip(audio: np.ndarray, rng: np.random.Generator,
+                    codecs: tuple[str, ...] = ("mp3", "opus")) -> np.ndarray:
+    """Encode with a lossy codec at a low bit rate (one of ``codecs``, PyAV's ffmpeg, in memory)
+    and decode with ``iqrah.audio.decode_audio``, as the server decodes a learner's upload.
 
     Why: crowd recordings come through phone apps and browsers; the model lost 3-4 pp PER on
     dev TLOG and Alafasy through Opus at 8 kbit/s and 7 pp through MP3 at 16 kbit/s, and the train
-    split is all Opus at 16-32 kbit/s. The output may be a few ms longer (encoder delay)."""
+    split is all Opus at 16-32 kbit/s. The output may be longer by the encoder delay (AAC: 0.11 s)."""
     import io
 
     import av
 
-    from iqrah.audio import AudioError, decode_audio
+    from iqrah.audio import AudioError, decode_audio, resample
 
-    name = ("mp3", "opus")[rng.integers(2)]
-    codec, container, rates = CODECS[name]
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)[None, :]
+    name = codecs[rng.integers(len(codecs))]
+    codec, container, rate, bit_rates = CODECS[name]
+    samples = audio if rate == SR else resample(audio, SR, rate)
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)[None, :]
     buf = io.BytesIO()
     with av.open(buf, "w", format=container) as out:
-        stream = out.add_stream(codec, rate=SR)
-        stream.bit_rate = int(rates[rng.integers(len(rates))])
+        stream = out.add_stream(codec, rate=rate)
+        stream.bit_rate = int(bit_rates[rng.integers(len(bit_rates))])
         stream.layout = "mono"
         frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate = SR
+        frame.sample_rate = rate
         for packet in (*stream.encode(frame), *stream.encode(None)):
             out.mux(packet)
     try:
@@ -357,7 +367,7 @@ def augment_audio(audio: np.ndarray, rng: np.random.Generator, cfg: AugmentConfi
         snr = rng.uniform(*cfg.snr_db)
         x = x + noise * (_rms(x) / _rms(noise) * 10 ** (-snr / 20))
     if cfg.p_codec > 0 and rng.random() < cfg.p_codec:
-        x = codec_roundtrip(x, rng)
+        x = codec_roundtrip(x, rng, cfg.codecs)
     x = x * np.float32(10 ** (rng.uniform(*cfg.gain_db) / 20))
     return np.clip(x, -1.0, 1.0).astype(np.float32, copy=False)
 
