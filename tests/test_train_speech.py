@@ -135,3 +135,27 @@ def test_codec_round_trip_keeps_the_voice_and_loses_detail():
             spectrum = np.abs(np.fft.rfft(y[SR // 2 : SR // 2 + 8192]))
             if name == "amr":  # 8 kHz sampling: the 5 kHz tone is gone
                 assert spectrum[int(4500 * 8192 / SR):].max() < 0.01 * spectrum.max()
+
+
+def test_average_means_the_weights_and_counts_every_step_once(tmp_path):
+    """``iqrah train average``: float weights are the mean, integer buffers the last's; the last
+    checkpoint becomes the latest stage and the average has no training of its own, so the card's
+    total (state + stages, as export.py sums it) counts each run once."""
+    torch = pytest.importorskip("torch", reason="averaging checkpoints needs torch (the [train] extra)")
+    from iqrah_train.average import average
+
+    def checkpoint(name, weight, step, stages):
+        path = tmp_path / f"{name}.pt"
+        torch.save({"config": {"d": 4}, "model": {"w": torch.full((2,), weight), "n": torch.tensor(step)},
+                    "state": {"step": step, "epoch": 3, "elapsed": 60.0 * step, "audio_seconds": 36.0 * step},
+                    "data": {}, "args": {"name": name}, "stages": stages}, path)
+        return path
+
+    base = [{"ckpt": "runs/first/last.pt", "steps": 100, "minutes": 100.0}]
+    a = checkpoint("a", 1.0, 10, base)
+    b = checkpoint("b", 3.0, 20, base + [{"ckpt": str(a), "steps": 10, "minutes": 10.0}])
+    out = average([a, b])
+    assert out["model"]["w"].tolist() == [2.0, 2.0]
+    assert int(out["model"]["n"]) == 20
+    assert [st["ckpt"] for st in out["stages"]] == ["runs/first/last.pt", str(a), str(b)]
+    assert out["state"]["step"] + sum(st["steps"] for st in out["stages"]) == 100 + 10 + 20

@@ -5,8 +5,9 @@
 
 Checkpoints fine-tuned from the same weights stay in one basin, so the mean of their weights is
 a working model between them, at no cost at run time: 0.3.0 is the mean of 0.2.1 and the speech
-stage trained from it (docs/model.md). The output keeps the last checkpoint's training state and
-records the averaged ones as its latest stage (the card lists them).
+stage trained from it (docs/model.md). The output lists the last checkpoint as its latest stage
+(naming the others) and has no training of its own (step 0), so the card and a later ``--init``
+count every step once.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def average(paths: list[Path]) -> dict:
         "ckpt": str(paths[-1]), "steps": last["state"]["step"], "minutes": round(last["state"]["elapsed"] / 60, 1),
         "audio_hours_seen": round(last["state"]["audio_seconds"] / 3600, 2), "data": last["data"], "args": last["args"],
         "note": "weights averaged with " + ", ".join(str(p) for p in paths[:-1])}]
+    out["state"] = {**last["state"], "step": 0, "elapsed": 0.0, "audio_seconds": 0.0}
     return out
 
 
