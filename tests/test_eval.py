@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from iqrah.cli import app
+from iqrah.evaluate.accuracy import WordTimings, as_segmentation
 from iqrah.evaluate.manifest import read_manifest
 
 
@@ -52,9 +53,26 @@ def test_eval_accuracy_on_five_files(small_manifest, recitations, tmp_path):
     kinds = data["kinds"]  # pooled by the manifest's kind column
     assert kinds["professional"]["files"] == 3 and kinds["non-expert"]["files"] == 2
     assert kinds["professional"]["per"] == alafasy["per"]
-    assert "all non-expert" in result.output
+    assert "all non-expert" in result.output and "as a segmentation" in result.output
     assert data["baseline"]["word_mae_ms"] > alafasy["word_mae_ms"]  # alignment beats the baseline
+    assert data["boundary_convention"] == "segmentation"  # quran-align's words follow on without gaps
+    assert alafasy["sound_spans"]["boundaries"] == alafasy["boundaries"]
     assert data["model"]["vocabulary"][0] == "<blank>"
+
+
+def test_a_pause_counts_with_the_word_before_it_in_a_segmentation():
+    nan = float("nan")
+    spans = [(0.1, 0.5), (0.5, 0.9), (1.6, 2.0), (1.8, 2.4), (nan, nan), (2.6, 3.0)]
+    # the pause after the second word is its own; a restart (overlap) and a word not heard stay
+    assert as_segmentation(spans) == [(0.1, 0.5), (0.5, 1.6), (1.6, 2.0), (1.8, 2.4), spans[4], (2.6, 3.0)]
+
+
+def test_word_timings_say_whether_they_are_a_segmentation(recitations, tmp_path):
+    quran_align = WordTimings(recitations / "alignments" / "alafasy-word-timings.json", "alafasy")
+    assert quran_align.segmentation
+    with_pauses = tmp_path / "timings.json"
+    with_pauses.write_text(json.dumps([[[[1, 0, 400], [2, 900, 1300], [3, 1310, 1800]]]]))
+    assert not WordTimings(with_pauses, "alafasy").segmentation
 
 
 def test_eval_refuses_a_missing_manifest(tmp_path):

@@ -265,6 +265,12 @@ def eval_accuracy(
     if result["baseline"]:
         row("baseline (proportional)", result["baseline"])
     console.print(table)
+    spans = result["overall"].get("sound_spans")
+    if result.get("boundary_convention") == "segmentation" and spans:
+        console.print("word boundaries compared as a segmentation: the reference's words follow on "
+                      "without gaps, so a pause counts with the word before it; as the spans where "
+                      f"words sound: MAE {spans['word_mae_ms']:.0f} ms, {spans['within_50ms'] * 100:.1f} % "
+                      f"within 50 ms, {spans['within_100ms'] * 100:.1f} % within 100 ms")
     if json_out:
         json_out.write_text(json.dumps(result, ensure_ascii=False, indent=2))
         console.print(f"wrote {json_out}")
