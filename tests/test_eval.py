@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from iqrah.cli import app
-from iqrah.evaluate.accuracy import WordTimings, as_segmentation
+from iqrah.evaluate.accuracy import WordTimings, as_segmentation, per_interval
 from iqrah.evaluate.manifest import read_manifest
 
 
@@ -55,6 +55,8 @@ def test_eval_accuracy_on_five_files(small_manifest, recitations, tmp_path):
     assert kinds["professional"]["per"] == alafasy["per"]
     assert "all non-expert" in result.output and "as a segmentation" in result.output
     assert data["baseline"]["word_mae_ms"] > alafasy["word_mae_ms"]  # alignment beats the baseline
+    low, high = alafasy["per_ci95"]  # a file bootstrap around the group's PER, printed too
+    assert low <= alafasy["per"] <= high and "95 % interval" in result.output
     assert data["boundary_convention"] == "segmentation"  # quran-align's words follow on without gaps
     assert alafasy["sound_spans"]["boundaries"] == alafasy["boundaries"]
     assert data["model"]["vocabulary"][0] == "<blank>"
@@ -65,6 +67,16 @@ def test_a_pause_counts_with_the_word_before_it_in_a_segmentation():
     spans = [(0.1, 0.5), (0.5, 0.9), (1.6, 2.0), (1.8, 2.4), (nan, nan), (2.6, 3.0)]
     # the pause after the second word is its own; a restart (overlap) and a word not heard stay
     assert as_segmentation(spans) == [(0.1, 0.5), (0.5, 1.6), (1.6, 2.0), (1.8, 2.4), spans[4], (2.6, 3.0)]
+
+
+def test_per_interval_brackets_the_pooled_rate_and_narrows_with_more_files():
+    few = [(10, 50), (30, 60), (5, 40), (20, 55)]
+    low, high = per_interval(few)
+    pooled = sum(e for e, _ in few) / sum(n for _, n in few)
+    assert low < pooled < high and per_interval(few) == [low, high]  # same seed, same interval
+    many_low, many_high = per_interval(few * 25)
+    assert high - low > 2 * (many_high - many_low)
+    assert per_interval([(3, 30)] * 6) == [0.1, 0.1]  # files that agree leave no doubt
 
 
 def test_word_timings_say_whether_they_are_a_segmentation(recitations, tmp_path):

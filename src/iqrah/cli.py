@@ -265,6 +265,11 @@ def eval_accuracy(
     if result["baseline"]:
         row("baseline (proportional)", result["baseline"])
     console.print(table)
+    intervals = [f"{name} {s['per_ci95'][0] * 100:.1f}-{s['per_ci95'][1] * 100:.1f} %"
+                 for name, s in result["groups"].items() if s.get("per_ci95")]
+    if intervals:
+        console.print("PER, 95 % interval with the files drawn again with replacement (how far it "
+                      "could move on other recordings of the kind): " + "; ".join(intervals))
     spans = result["overall"].get("sound_spans")
     if result.get("boundary_convention") == "segmentation" and spans:
         console.print("word boundaries compared as a segmentation: the reference's words follow on "
