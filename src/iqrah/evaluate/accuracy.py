@@ -9,8 +9,9 @@ next, a pause included in the word before it) are compared with our words as the
 segmentation (``as_segmentation``); where our words stop with their sound is under
 ``sound_spans``. The same figures pooled by the manifest's ``kind`` (professional, non-expert...)
 are under ``kinds``. Each PER comes with ``per_ci95``, its 95 % interval over the group's files
-drawn again with replacement: how much of a difference between two models is the files'. Where a first ayah may start with the basmala, the reference (with or without
-it) that the decoding matches better is used.
+drawn again with replacement: how far it could move on other recordings of the kind. Where a
+first ayah may start with the basmala, the reference (with or without it) that the decoding
+matches better is used.
 """
 
 from __future__ import annotations
@@ -66,8 +67,6 @@ class WordTimings:
 class GroupStats:
     files: int = 0
     failed: int = 0
-    edits: int = 0
-    ref_len: int = 0
     audio_s: float = 0.0
     model_s: float = 0.0
     word_errors_ms: list[float] = field(default_factory=list)
@@ -78,8 +77,16 @@ class GroupStats:
     timing_skipped: int = 0
     file_edits: list[tuple[int, int]] = field(default_factory=list)  # (edits, reference length) per file
 
+    @property
+    def edits(self) -> int:
+        return sum(edits for edits, _ in self.file_edits)
+
+    @property
+    def ref_len(self) -> int:
+        return sum(length for _, length in self.file_edits)
+
     def merge(self, other: "GroupStats") -> None:
-        for name in ("files", "failed", "edits", "ref_len", "timing_files", "timing_skipped"):
+        for name in ("files", "failed", "timing_files", "timing_skipped"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.audio_s += other.audio_s
         self.model_s += other.model_s
@@ -171,10 +178,9 @@ def evaluate_recording(model: AcousticModel, rec: Recording, timings: WordTiming
         return stats, detail
     reference = min(candidates, key=lambda r: phoneme_error_rate(hypothesis, r.phonemes))
     ref_collapsed = collapse_runs(reference.phonemes)
-    stats.edits = distance(collapse_runs(hypothesis), ref_collapsed)
-    stats.ref_len = len(ref_collapsed)
-    stats.file_edits = [(stats.edits, stats.ref_len)]
-    detail["per"] = round(stats.edits / max(stats.ref_len, 1), 4)
+    edits, ref_len = distance(collapse_runs(hypothesis), ref_collapsed), len(ref_collapsed)
+    stats.file_edits = [(edits, ref_len)]
+    detail["per"] = round(edits / max(ref_len, 1), 4)
     detail["basmala"] = reference.includes_basmala
 
     truth = timings.for_recording(rec) if timings else None
@@ -194,10 +200,8 @@ def evaluate_recording(model: AcousticModel, rec: Recording, timings: WordTiming
         baseline = proportional_baseline(reference, audio)
         spans = [(word.start, word.end) for word in aligned.words]
         plain = [(word.start, word.end) for word in ctc_only.words]
-        if timings.segmentation:
-            segments, plain = as_segmentation(spans), as_segmentation(plain)
-        else:
-            segments = spans
+        as_reference = as_segmentation if timings.segmentation else list
+        segments, plain = as_reference(spans), as_reference(plain)
         for w, (t_start, t_end) in zip(ayah_words, truth):
             stats.word_errors_ms += [(segments[w][0] - t_start) * 1000, (segments[w][1] - t_end) * 1000]
             stats.sound_span_errors_ms += [(spans[w][0] - t_start) * 1000, (spans[w][1] - t_end) * 1000]
