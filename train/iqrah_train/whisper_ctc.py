@@ -1,0 +1,92 @@
+"""Phoneme CTC on a frozen pretrained encoder: Whisper tiny.en's first layers, then a small conformer head.
+
+Only the head is trained (the encoder's weights stay as pretrained, so its hearing of many voices
+is kept and a CPU can train the head in minutes). Two 20 ms encoder frames are stacked into one
+40 ms output frame, the frame rate every other part of iqrah works at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .model import ConformerBlock, ModelConfig
+from .whisper_encoder import EncoderConfig, WhisperEncoder, encoder_frames
+
+ARCH = "whisper-ctc"
+
+
+@dataclass(frozen=True)
+class WhisperCTCConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    stack: int = 2  # encoder frames per output frame: 40 ms
+    d: int = 192
+    blocks: int = 2
+    heads: int = 4
+    conv_kernel: int = 15
+    dropout: float = 0.1
+    vocab: int = 43
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> WhisperCTCConfig:
+        return cls(**{**d, "encoder": EncoderConfig(**d["encoder"])})
+
+
+def out_frames(n_feature_frames, stack: int = 2):
+    """40 ms output frames for ``n_feature_frames`` 10 ms Whisper feature frames (ints or tensors)."""
+    return encoder_frames(n_feature_frames) // stack
+
+
+class WhisperCTC(nn.Module):
+    def __init__(self, cfg: WhisperCTCConfig = WhisperCTCConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = WhisperEncoder(cfg.encoder)
+        self.encoder.requires_grad_(False)
+        d_in = cfg.encoder.d
+        head = ModelConfig(n_mels=d_in, vocab=cfg.vocab, d=cfg.d, blocks=cfg.blocks, heads=cfg.heads,
+                           conv_kernel=cfg.conv_kernel, dropout=cfg.dropout, conv_norm="layer")
+        self.in_norm = nn.LayerNorm(d_in)
+        self.proj = nn.Linear(d_in * cfg.stack, cfg.d)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(ConformerBlock(head) for _ in range(cfg.blocks))
+        self.head = nn.Linear(cfg.d, cfg.vocab)
+
+    def load_pretrained(self, weights: Path) -> WhisperCTC:
+        self.encoder.load_ctranslate2(weights)
+        return self
+
+    def out_frames(self, n_feature_frames):
+        return out_frames(n_feature_frames, self.cfg.stack)
+
+    def trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def train(self, mode: bool = True) -> WhisperCTC:
+        super().train(mode)
+        self.encoder.eval()  # frozen: always as pretrained
+        return self
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """feats (B, T, 80) Whisper log-mel -> log-probs (B, T // 4, vocab); ``lengths`` in feature frames."""
+        with torch.no_grad():
+            x = self.encoder(feats, lengths)
+        x = self.in_norm(x)
+        b, t, c = x.shape
+        t_out = t // self.cfg.stack
+        x = x[:, : t_out * self.cfg.stack].reshape(b, t_out, c * self.cfg.stack)
+        x = self.drop(self.proj(x))
+        bias = keep = None
+        if lengths is not None:
+            valid = torch.arange(t_out)[None, :] < self.out_frames(lengths)[:, None]
+            bias = torch.zeros(valid.shape, dtype=x.dtype).masked_fill(~valid, -1e4)[:, None, None, :]
+            keep = valid.to(x.dtype)[:, :, None]
+        for blk in self.blocks:
+            x = blk(x, bias, keep)
+        return torch.log_softmax(self.head(x), dim=-1)
