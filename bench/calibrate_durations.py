@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json")
+    parser.add_argument("--model", default=None, help="an .onnx file (default: the bundled model)")
     args = parser.parse_args()
 
     from iqrah.acoustic.registry import load_model
@@ -37,7 +38,7 @@ def main() -> None:
     from iqrah.audio import AudioError, decode_audio
     from iqrah.evaluate.manifest import read_manifest
 
-    model = load_model()
+    model = load_model(args.model)
     rows = [r for r in read_manifest(args.manifest, "train")
             if r.kind.startswith("professional") and 3 < r.duration_s < 20]
     random.Random(args.seed).shuffle(rows)

@@ -157,3 +157,30 @@ def test_iqrah_runs_the_exported_model_at_40_ms_frames(tmp_path):
     with torch.no_grad():
         expected = model(torch.from_numpy(log_mel(audio, WHISPER_FEATURES))[None])[0].numpy()
     assert np.abs(onnx_model.log_probs(audio) - expected).max() < 1e-3
+
+
+def test_the_cards_delay_is_taken_off_the_start_and_the_frame_count_kept(tmp_path):
+    pytest.importorskip("onnx", reason="exporting needs onnx")
+    from iqrah.acoustic import Vocabulary
+    from iqrah.acoustic.onnx_model import OnnxAcousticModel
+    from iqrah_train.export import export_onnx
+
+    model = _tiny_model(tmp_path)
+    export_onnx({"arch": "whisper-ctc", "config": model.cfg.to_dict(), "model": model.state_dict()}, tmp_path / "m.onnx")
+    cards = {}
+    for name, delay in (("plain", 0.0), ("late", 0.023)):
+        cards[name] = tmp_path / f"{name}.json"
+        cards[name].write_text(json.dumps({
+            "vocabulary": list(Vocabulary().tokens), "features": WHISPER_FEATURES.to_dict(), "frame_seconds": 0.04,
+            "delay_seconds": delay, "architecture": {"type": "whisper-ctc"}}), encoding="utf-8")
+    plain = OnnxAcousticModel(tmp_path / "m.onnx", cards["plain"], threads=1)
+    late = OnnxAcousticModel(tmp_path / "m.onnx", cards["late"], threads=1)
+    audio = np.random.default_rng(3).standard_normal(SR * 2 + 1000).astype(np.float32) * 0.1
+    shifted = late.log_probs(audio)
+    assert shifted.shape == plain.log_probs(audio).shape
+    heard = plain.log_probs(audio[368:])  # 23 ms at 16 kHz
+    assert np.allclose(shifted[: heard.shape[0]], heard, atol=1e-5)
+    assert np.allclose(shifted[heard.shape[0]:], heard[-1], atol=1e-5)
+    # batched calls hear the same (same feature frame count after the cut)
+    both = late.log_probs_batch([audio, audio * 0.5])
+    assert np.allclose(both[0], shifted, atol=1e-4)

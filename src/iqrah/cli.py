@@ -447,7 +447,7 @@ def model_validate(
         raise typer.Exit(1)
 
 
-TRAIN_STEPS = {"prep": "prep", "onsets": "onsets", "fit": "loop", "average": "average",
+TRAIN_STEPS = {"prep": "prep", "onsets": "onsets", "fit": "loop", "average": "average", "delay": "delay",
                "export": "export", "evaluate": "evaluate"}
 
 
@@ -455,20 +455,20 @@ TRAIN_STEPS = {"prep": "prep", "onsets": "onsets", "fit": "loop", "average": "av
              add_help_option=False)
 def train(
     ctx: typer.Context,
-    step: Annotated[Optional[str], typer.Argument(help="prep, onsets, fit, average, export or evaluate")] = None,
+    step: Annotated[Optional[str], typer.Argument(help="prep, onsets, fit, average, delay, export or evaluate")] = None,
 ):
     """Train the bundled acoustic model with the recipe in train/ (needs the \\[train] extra).
 
     Steps: prep (targets and audio cache), onsets (where a model hears each phoneme begin, for
-    the speech augmentation), fit (train), average (mean of checkpoints' weights), export (ONNX,
-    INT8, card), evaluate (dev PER of a checkpoint). Options after STEP go to it: `iqrah train fit --help`.
+    the speech augmentation), fit (train), average (mean of checkpoints' weights), delay (how late
+    a model places word boundaries against the bundled one, on train), export (ONNX, INT8, card), evaluate (dev PER of a checkpoint). Options after STEP go to it: `iqrah train fit --help`.
     """
     import importlib
 
     if step in (None, "--help", "-h"):
         console.print("usage: iqrah train STEP [OPTIONS]\n  steps: prep (targets and audio cache), "
                       "onsets (phoneme onsets for --augment speech), fit (train), average (mean of checkpoints), "
-                      "export (ONNX, INT8, card), "
+                      "delay (how late a model places boundaries, on train), export (ONNX, INT8, card), "
                       "evaluate (dev PER of a checkpoint)\n"
                       "  options after STEP go to it: iqrah train fit --help   (docs/model.md)", highlight=False)
         raise typer.Exit(0)

