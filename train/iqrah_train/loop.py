@@ -129,8 +129,10 @@ def main(argv=None):
     stages = []
     if args.init is not None:
         ck0 = torch.load(args.init, map_location="cpu", weights_only=False)
+        if ck0.get("arch", "conformer") != args.arch:
+            raise SystemExit(f"{args.init}: a {ck0.get('arch', 'conformer')} checkpoint, not {args.arch}")
         same = ModelConfig(**ck0["config"]) == cfg if args.arch == "conformer" else ck0["config"] == cfg.to_dict()
-        if ck0.get("arch", "conformer") != args.arch or not same:
+        if not same:
             raise SystemExit(f"{args.init}: model configuration differs")
         model.load_state_dict(ck0["model"])
         stages = ck0.get("stages", []) + [{"ckpt": str(args.init), "steps": ck0["state"]["step"],
@@ -174,7 +176,8 @@ def main(argv=None):
 
     def checkpoint():
         save(ckpt_path, {"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
-                         "arch": args.arch, "config": cfg.to_dict(), "features": features.to_dict(), "vocab": list(vocab.tokens), "seed": args.seed,
+                         "arch": args.arch, "config": cfg.to_dict(), "features": features.to_dict(),
+                         "vocab": list(vocab.tokens), "seed": args.seed,
                          "data": summary, "args": header["args"], "stages": stages})
 
     model.train()

@@ -13,8 +13,8 @@ hears the audio from that point on, so that frame ``j`` still stands for time ``
 output keeps the frame count of the whole audio (the last frame repeated).
 
 Audio longer than ``window_seconds`` (the card's, else 20 s, the longest utterance seen in
-training) is cut into windows that overlap by ``overlap_seconds`` (the card's, else 2 s); features are normalised per window, as in training,
-and each output frame is taken from the window in which it lies furthest from an edge (the cut
+training) is cut into windows that overlap by ``overlap_seconds`` (the card's, else 2 s);
+features are normalised per window, as in training, and each output frame is taken from the window in which it lies furthest from an edge (the cut
 is in the middle of each overlap).
 """
 
@@ -101,16 +101,20 @@ class OnnxAcousticModel(AcousticModel):
     def _frames(self, n_samples: int) -> int:
         return max(1, self._out_frames(self.features.frames(n_samples)))
 
-    def _heard(self, audio: np.ndarray) -> np.ndarray:
-        """The part of the audio the model hears: without its first ``delay_seconds``."""
-        return audio[self._delay :] if audio.size > self._delay + self.features.win else audio
+    def _cut(self, n_samples: int) -> int:
+        """How many samples the model does not hear: the first ``delay_seconds`` (none of a very
+        short input)."""
+        return self._delay if n_samples > self._delay + self.features.win else 0
 
     def _keep_count(self, lp: np.ndarray, n_samples: int) -> np.ndarray:
-        missing = self._frames(n_samples) - lp.shape[0]
-        return np.concatenate([lp, np.repeat(lp[-1:], missing, axis=0)]) if missing > 0 else lp[: lp.shape[0] + missing]
+        """The output for ``n_samples`` of audio: as many frames as without the cut."""
+        wanted = self._frames(n_samples)
+        if lp.shape[0] >= wanted:
+            return lp[:wanted]
+        return np.concatenate([lp, np.repeat(lp[-1:], wanted - lp.shape[0], axis=0)])
 
     def _features(self, audio: np.ndarray) -> np.ndarray:
-        feats = log_mel(self._heard(audio), self.features)
+        feats = log_mel(audio[self._cut(audio.size) :], self.features)
         if feats.shape[0] < self._min_feature_frames:  # a few tens of ms: pad to one output frame
             feats = np.pad(feats, ((0, self._min_feature_frames - feats.shape[0]), (0, 0)))
         return feats
@@ -124,7 +128,7 @@ class OnnxAcousticModel(AcousticModel):
         (no padding: the graph has no mask, and padding would change what it outputs), if the
         graph computes a batch exactly as its items one by one."""
         n = np.asarray(audio_16k).size
-        heard = self._heard(np.empty(n, dtype=np.float32)).size
+        heard = n - self._cut(n)
         return self.features.frames(heard) if n <= self._window and self.batches_exactly() else None
 
     def batches_exactly(self) -> bool:
