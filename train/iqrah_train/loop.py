@@ -108,7 +108,7 @@ def main(argv=None):
         from .whisper_encoder import default_weights
         cfg = WhisperCTCConfig(vocab=len(vocab))
         model = WhisperCTC(cfg)
-        if not args.resume or not ckpt_path.exists():
+        if args.init is None and not (args.resume and ckpt_path.exists()):  # else the checkpoint has them
             model.load_pretrained(args.encoder_weights or default_weights())
         features, frames_of = WHISPER_FEATURES, model.out_frames
     else:

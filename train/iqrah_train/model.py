@@ -39,6 +39,12 @@ def out_frames(n_frames):
     return (t1 - 3) // 2 + 1
 
 
+def padding_bias(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, 1, 1, T) additive attention bias that keeps every frame from attending to padding;
+    ``valid`` (B, T) is True on the frames of each input."""
+    return torch.zeros(valid.shape, dtype=dtype).masked_fill(~valid, -1e4)[:, None, None, :]
+
+
 class Subsample(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -152,7 +158,7 @@ class Conformer(nn.Module):
         if lengths is not None:
             olen = out_frames(lengths)
             valid = torch.arange(t, device=x.device)[None, :] < olen[:, None]  # (B, T')
-            bias = torch.zeros(valid.shape, dtype=x.dtype).masked_fill(~valid, -1e4)[:, None, None, :]
+            bias = padding_bias(valid, x.dtype)
             keep = valid.to(x.dtype)[:, :, None]
         for blk in self.blocks:
             x = blk(x, bias, keep)

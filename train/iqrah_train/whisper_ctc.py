@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .model import ConformerBlock, ModelConfig
+from .model import ConformerBlock, ModelConfig, padding_bias
 from .whisper_encoder import EncoderConfig, WhisperEncoder, encoder_frames
 
 ARCH = "whisper-ctc"
@@ -65,9 +65,6 @@ class WhisperCTC(nn.Module):
     def out_frames(self, n_feature_frames):
         return out_frames(n_feature_frames, self.cfg.stack)
 
-    def trainable(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
     def train(self, mode: bool = True) -> WhisperCTC:
         super().train(mode)
         self.encoder.eval()  # frozen: always as pretrained
@@ -85,7 +82,7 @@ class WhisperCTC(nn.Module):
         bias = keep = None
         if lengths is not None:
             valid = torch.arange(t_out)[None, :] < self.out_frames(lengths)[:, None]
-            bias = torch.zeros(valid.shape, dtype=x.dtype).masked_fill(~valid, -1e4)[:, None, None, :]
+            bias = padding_bias(valid, x.dtype)
             keep = valid.to(x.dtype)[:, :, None]
         for blk in self.blocks:
             x = blk(x, bias, keep)

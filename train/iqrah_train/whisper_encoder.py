@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .model import padding_bias
+
 #: CTranslate2's type ids (``_dtype_to_type_id``)
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 
@@ -125,7 +127,7 @@ class WhisperEncoder(nn.Module):
         bias = None
         if lengths is not None:
             valid = torch.arange(x.shape[1])[None, :] < encoder_frames(lengths)[:, None]
-            bias = torch.zeros(valid.shape, dtype=x.dtype).masked_fill(~valid, -1e4)[:, None, None, :]
+            bias = padding_bias(valid, x.dtype)
         for blk in self.blocks:
             x = blk(x, bias)
         return x

@@ -82,14 +82,8 @@ def _slaney_filterbank(settings: FeatureSettings) -> np.ndarray:
     return fb.T
 
 
-@lru_cache(maxsize=8)
-def mel_filterbank(settings: FeatureSettings = DEFAULT_FEATURES) -> np.ndarray:
-    """(n_fft // 2 + 1, n_mels) float32 matrix of triangular mel filters (HTK: peak 1; Whisper:
-    Slaney, unit area)."""
-    if settings.style == "whisper":
-        fb = _slaney_filterbank(settings).astype(np.float32)
-        fb.setflags(write=False)
-        return fb
+def _htk_filterbank(settings: FeatureSettings) -> np.ndarray:
+    """Triangles on the HTK mel scale, each with peak 1."""
     n_bins = settings.n_fft // 2 + 1
     freqs = np.linspace(0.0, settings.sample_rate / 2, n_bins)
     edges = _mel_to_hz(np.linspace(_hz_to_mel(settings.fmin), _hz_to_mel(settings.fmax),
@@ -97,8 +91,15 @@ def mel_filterbank(settings: FeatureSettings = DEFAULT_FEATURES) -> np.ndarray:
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     up = (freqs[None, :] - lower) / (centre - lower)
     down = (upper - freqs[None, :]) / (upper - centre)
-    fb = np.maximum(0.0, np.minimum(up, down))
-    fb = fb.T.astype(np.float32)
+    return np.maximum(0.0, np.minimum(up, down)).T
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(settings: FeatureSettings = DEFAULT_FEATURES) -> np.ndarray:
+    """(n_fft // 2 + 1, n_mels) float32 matrix of triangular mel filters (HTK: peak 1; Whisper:
+    Slaney, unit area)."""
+    build = _slaney_filterbank if settings.style == "whisper" else _htk_filterbank
+    fb = build(settings).astype(np.float32)
     fb.setflags(write=False)
     return fb
 
@@ -123,11 +124,7 @@ def log_mel(audio_16k: np.ndarray, settings: FeatureSettings = DEFAULT_FEATURES)
         return _whisper_log_mel(audio, settings)
     if settings.style != "iqrah":
         raise ValueError(f"unknown feature style {settings.style!r}")
-    n_frames = settings.frames(audio.size)
-    frames = np.lib.stride_tricks.sliding_window_view(audio, settings.win)[:: settings.hop][:n_frames]
-    spec = np.fft.rfft(frames * _window(settings), n=settings.n_fft, axis=1)
-    power = (spec.real**2 + spec.imag**2).astype(np.float32, copy=False)
-    mel = power @ mel_filterbank(settings)
+    mel = _power_spectrum(audio, settings) @ mel_filterbank(settings)
     feats = np.log(np.maximum(mel, settings.log_floor))
     if settings.normalise == "utterance":
         feats -= feats.mean(axis=0, keepdims=True)
@@ -137,12 +134,18 @@ def log_mel(audio_16k: np.ndarray, settings: FeatureSettings = DEFAULT_FEATURES)
     return np.ascontiguousarray(feats, dtype=np.float32)
 
 
-def _whisper_log_mel(audio: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+def _power_spectrum(audio: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    """(frames, n_fft // 2 + 1) power of Hann-windowed frames: frame ``i`` starts at sample
+    ``i * hop`` of ``audio`` (the Whisper style pads it first, so that frames are centred)."""
     n_frames = settings.frames(audio.size)
-    padded = np.pad(audio, (settings.n_fft // 2, settings.n_fft // 2), mode="reflect")
-    frames = np.lib.stride_tricks.sliding_window_view(padded, settings.win)[:: settings.hop][:n_frames]
+    if settings.style == "whisper":
+        audio = np.pad(audio, (settings.n_fft // 2, settings.n_fft // 2), mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(audio, settings.win)[:: settings.hop][:n_frames]
     spec = np.fft.rfft(frames * _window(settings), n=settings.n_fft, axis=1)
-    power = (spec.real**2 + spec.imag**2).astype(np.float32, copy=False)
-    feats = np.log10(np.maximum(power @ mel_filterbank(settings), settings.log_floor))
+    return (spec.real**2 + spec.imag**2).astype(np.float32, copy=False)
+
+
+def _whisper_log_mel(audio: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    feats = np.log10(np.maximum(_power_spectrum(audio, settings) @ mel_filterbank(settings), settings.log_floor))
     feats = np.maximum(feats, feats.max() - 8.0)
     return np.ascontiguousarray((feats + 4.0) / 4.0, dtype=np.float32)
