@@ -62,6 +62,31 @@ def test_eval_accuracy_on_five_files(small_manifest, recitations, tmp_path):
     assert data["model"]["vocabulary"][0] == "<blank>"
 
 
+def test_eval_mutations_says_what_a_correct_reciter_is_told_per_group(small_manifest, recitations, tmp_path):
+    from iqrah.acoustic.onnx_model import bundled_model_path
+
+    if not bundled_model_path().is_file():
+        pytest.skip("the bundled acoustic model is not in this checkout")
+    timings = small_manifest.parent / "alignments"  # where the command looks, beside the manifest
+    if not timings.exists():
+        timings.symlink_to(recitations / "alignments", target_is_directory=True)
+    out = tmp_path / "mutations.json"
+    result = CliRunner().invoke(app, ["eval", "mutations", "--manifest", str(small_manifest), "--split", "dev",
+                                      "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    groups, kinds = data["false_alarms_by_group"], data["false_alarms"]
+    assert groups["Mishary Alafasy"]["files"] == 3 and kinds["professional"]["files"] == 3
+    assert sum(g["files"] for g in groups.values()) == 5 == sum(k["files"] for k in kinds.values())
+    for key in ("ayahs", "violations", "content_errors"):  # the groups split the kinds' totals
+        assert sum(g[key] for g in groups.values()) == sum(k[key] for k in kinds.values())
+    for tally in (*groups.values(), *kinds.values()):
+        assert tally["content_errors_per_ayah"] == round(tally["content_errors"] / tally["ayahs"], 3)
+    assert "recited correctly" in result.output and "all non-expert" in result.output
+    planted = data["word_errors"]["tp"] + data["word_errors"]["fn"]
+    assert planted >= 6  # a deletion, a repetition and a substitution in each Alafasy file (not ayah 1)
+
+
 def test_a_pause_counts_with_the_word_before_it_in_a_segmentation():
     nan = float("nan")
     spans = [(0.1, 0.5), (0.5, 0.9), (1.6, 2.0), (1.8, 2.4), (nan, nan), (2.6, 3.0)]

@@ -307,9 +307,16 @@ def eval_mutations(
         table.add_row(name, str(m["tp"] + m["fn"]), str(m["tp"]), str(m["fp"]), f"{m['precision']:.2f}",
                       f"{m['recall']:.2f}", f"{m['f1']:.2f}")
     console.print(table)
-    for group, fa in result["false_alarms"].items():
-        console.print(f"untouched {group}: {fa['ayahs']} ayahs, {fa['violations_per_ayah']:.2f} violations "
-                      f"and {fa['content_errors_per_ayah']:.2f} content errors per ayah")
+    alarms = Table(title="told to a reciter who recited correctly: the untouched recordings "
+                         "(crowd recordings may hold real mistakes)")
+    for column in ("group", "files", "ayahs", "content errors / ayah", "violations / ayah"):
+        alarms.add_column(column, justify="right" if column != "group" else "left")
+    tallies = list(result["false_alarms_by_group"].items())
+    tallies += [(f"all {kind}", fa) for kind, fa in result["false_alarms"].items()]
+    for name, fa in tallies:
+        alarms.add_row(name, str(fa["files"]), str(fa["ayahs"]), f"{fa['content_errors_per_ayah']:.2f}",
+                       f"{fa['violations_per_ayah']:.2f}")
+    console.print(alarms)
     if json_out:
         json_out.write_text(json.dumps(result, ensure_ascii=False, indent=2))
         console.print(f"wrote {json_out}")

@@ -66,17 +66,8 @@ class OnnxAcousticModel(AcousticModel):
         card_file = Path(card_path) if card_path is not None else path.with_suffix(".json")
         if not card_file.is_file():  # e.g. an INT8 variant beside the bundled card
             card_file = path.parent / f"{MODEL_NAME}.json"
-        self.card: dict = json.loads(card_file.read_text(encoding="utf-8")) if card_file.is_file() else {}
-        self.vocab = Vocabulary(tuple(self.card["vocabulary"])) if "vocabulary" in self.card else Vocabulary()
-        if self.vocab.tokens != Vocabulary().tokens:
-            raise ValueError(f"{card_file.name}: the model's vocabulary differs from iqrah's phoneme set")
-        self.features = FeatureSettings(**self.card["features"]) if "features" in self.card else FeatureSettings()
-        self.frame_seconds = float(self.card.get("frame_seconds", 0.04))
-        arch = self.card.get("architecture", {}).get("type", "conformer-ctc")
-        if arch not in OUTPUT_FRAMES:
-            raise ValueError(f"{card_file.name}: unknown architecture {arch!r}")
-        self._out_frames, self._min_feature_frames = OUTPUT_FRAMES[arch]
-        self._delay = int(round(float(self.card.get("delay_seconds", 0.0)) * self.features.sample_rate))
+        card = json.loads(card_file.read_text(encoding="utf-8")) if card_file.is_file() else {}
+        self._configure(card, card_file.name, window_seconds, overlap_seconds)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -87,6 +78,23 @@ class OnnxAcousticModel(AcousticModel):
         n_out = self.session.get_outputs()[0].shape[-1]
         if isinstance(n_out, int) and n_out != len(self.vocab):
             raise ValueError(f"{path.name} outputs {n_out} classes, the vocabulary has {len(self.vocab)}")
+
+    def _configure(self, card: dict, card_name: str, window_seconds: float | None = None,
+                   overlap_seconds: float | None = None) -> None:
+        """Everything but the network, from the model card: vocabulary, features, frame count,
+        delay and windows (so that another network can be heard the same way, e.g. a training
+        checkpoint in ``iqrah_train.evaluate``)."""
+        self.card = card
+        self.vocab = Vocabulary(tuple(self.card["vocabulary"])) if "vocabulary" in self.card else Vocabulary()
+        if self.vocab.tokens != Vocabulary().tokens:
+            raise ValueError(f"{card_name}: the model's vocabulary differs from iqrah's phoneme set")
+        self.features = FeatureSettings(**self.card["features"]) if "features" in self.card else FeatureSettings()
+        self.frame_seconds = float(self.card.get("frame_seconds", 0.04))
+        arch = self.card.get("architecture", {}).get("type", "conformer-ctc")
+        if arch not in OUTPUT_FRAMES:
+            raise ValueError(f"{card_name}: unknown architecture {arch!r}")
+        self._out_frames, self._min_feature_frames = OUTPUT_FRAMES[arch]
+        self._delay = int(round(float(self.card.get("delay_seconds", 0.0)) * self.features.sample_rate))
         self._exact: bool | None = None  # see batches_exactly
         hop = SAMPLES_PER_FRAME
         if window_seconds is None:
@@ -97,6 +105,10 @@ class OnnxAcousticModel(AcousticModel):
         self._overlap = int(overlap_seconds * self.features.sample_rate) // hop * hop
         if not 0 <= self._overlap < self._window:
             raise ValueError("overlap_seconds must be smaller than window_seconds")
+
+    def _infer(self, features: np.ndarray) -> np.ndarray:
+        """The network: features (batch, frames, n_mels) -> log-probs (batch, T, vocab)."""
+        return self.session.run(None, {self._input: features})[0]
 
     def _frames(self, n_samples: int) -> int:
         return max(1, self._out_frames(self.features.frames(n_samples)))
@@ -120,7 +132,7 @@ class OnnxAcousticModel(AcousticModel):
         return feats
 
     def _run(self, audio: np.ndarray) -> np.ndarray:
-        lp = self.session.run(None, {self._input: self._features(audio)[None]})[0][0]
+        lp = self._infer(self._features(audio)[None])[0]
         return self._keep_count(lp, audio.size)
 
     def batch_key(self, audio_16k: np.ndarray):
@@ -138,8 +150,8 @@ class OnnxAcousticModel(AcousticModel):
         if self._exact is None:
             feats = np.random.default_rng(0).standard_normal((2, 60, self.features.n_mels)).astype(np.float32)
             feats[1] *= 4
-            both = self.session.run(None, {self._input: feats})[0]
-            self._exact = all(np.abs(self.session.run(None, {self._input: f[None]})[0][0] - b).max() < 1e-4
+            both = self._infer(feats)
+            self._exact = all(np.abs(self._infer(f[None])[0] - b).max() < 1e-4
                               for f, b in zip(feats, both))
         return self._exact
 
@@ -148,7 +160,7 @@ class OnnxAcousticModel(AcousticModel):
         if len(audios) == 1 or len(keys) != 1 or None in keys:
             return [self.log_probs(a) for a in audios]
         feats = np.stack([self._features(np.asarray(a, dtype=np.float32).reshape(-1)) for a in audios])
-        out = self.session.run(None, {self._input: feats})[0]
+        out = self._infer(feats)
         return [np.ascontiguousarray(self._keep_count(lp, np.asarray(a).size), dtype=np.float32)
                 for lp, a in zip(out, audios)]
 

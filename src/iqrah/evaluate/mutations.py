@@ -7,8 +7,10 @@ stretched to about 4, a ghunnah cut to a third (the unit's span from our own ali
 untouched recording, WSOLA time-scaling). Each copy is analysed like a user's upload. Per error
 type: precision, recall and F1 (a detection must name the right word, or the right phoneme unit
 for tajweed errors; false positives are same-type reports elsewhere in the mutated copies and in
-the untouched professional recordings); and false alarms per ayah on the untouched recordings,
-split by professional and non-expert (crowd recordings may contain real mistakes). Copies live in memory (and a temp folder only if asked).
+the untouched professional recordings); and false alarms per ayah on the untouched recordings:
+what a reciter who recited correctly is told, per reciter group (as ``eval accuracy`` groups
+them) and per kind, professional or non-expert (crowd recordings may contain real mistakes, so
+theirs are an upper bound). Copies live in memory (and a temp folder only if asked).
 """
 
 from __future__ import annotations
@@ -134,8 +136,14 @@ def is_detected(report: Report, mutation: Mutation) -> tuple[bool, int]:
     return bool(hits), len(found) - len(hits)
 
 
-def _group(rec: Recording) -> str:
+def _kind(rec: Recording) -> str:
     return "professional" if rec.kind.startswith("professional") else "non-expert"
+
+
+def _per_ayah(tally: dict) -> dict:
+    ayahs = max(tally["ayahs"], 1)
+    return {**tally, "violations_per_ayah": round(tally["violations"] / ayahs, 3),
+            "content_errors_per_ayah": round(tally["content_errors"] / ayahs, 3)}
 
 
 def evaluate_mutations(model: AcousticModel, manifest: str | Path, *, split: str | None = "dev",
@@ -165,7 +173,8 @@ def evaluate_mutations(model: AcousticModel, manifest: str | Path, *, split: str
                     donors.append((w.phonemes, audio[a:b]))
 
     counts = {t: defaultdict(int) for t in TYPES}
-    false_alarms = defaultdict(lambda: {"ayahs": 0, "violations": 0, "content_errors": 0})
+    new_tally = lambda: {"files": 0, "ayahs": 0, "violations": 0, "content_errors": 0}  # noqa: E731
+    by_kind, by_group = defaultdict(new_tally), defaultdict(new_tally)
     per_file = []
     for rec in recordings:
         try:
@@ -179,11 +188,12 @@ def evaluate_mutations(model: AcousticModel, manifest: str | Path, *, split: str
         except AudioError as exc:  # e.g. a recording too quiet for the VAD: counted, not judged
             per_file.append({"file": str(rec.path), "error": str(exc)})
             continue
-        group = false_alarms[_group(rec)]
-        group["ayahs"] += rec.ayah_end - rec.ayah + 1
-        group["violations"] += len(base.violations)
-        group["content_errors"] += len(base.content_errors)
-        if _group(rec) == "professional":
+        for tally in (by_kind[_kind(rec)], by_group[rec.reciter]):
+            tally["files"] += 1
+            tally["ayahs"] += rec.ayah_end - rec.ayah + 1
+            tally["violations"] += len(base.violations)
+            tally["content_errors"] += len(base.content_errors)
+        if _kind(rec) == "professional":
             # anything reported on a correct professional recitation is a false positive; crowd
             # recordings may hold real mistakes, so they only count as false alarms below
             for kind in TYPES:
@@ -216,9 +226,8 @@ def evaluate_mutations(model: AcousticModel, manifest: str | Path, *, split: str
         "types": {k: prf(v) for k, v in counts.items()},
         "word_errors": prf(_sum(counts, WORD_TYPES)),
         "madd_errors": prf(_sum(counts, MADD_TYPES)),
-        "false_alarms": {g: {**v, "violations_per_ayah": round(v["violations"] / max(v["ayahs"], 1), 3),
-                             "content_errors_per_ayah": round(v["content_errors"] / max(v["ayahs"], 1), 3)}
-                         for g, v in false_alarms.items()},
+        "false_alarms": {k: _per_ayah(v) for k, v in by_kind.items()},
+        "false_alarms_by_group": {g: _per_ayah(v) for g, v in sorted(by_group.items())},
         "files": per_file,
     }
 
