@@ -184,3 +184,77 @@ def test_the_cards_delay_is_taken_off_the_start_and_the_frame_count_kept(tmp_pat
     # batched calls hear the same (same feature frame count after the cut)
     both = late.log_probs_batch([audio, audio * 0.5])
     assert np.allclose(both[0], shifted, atol=1e-4)
+
+
+def test_a_model_file_in_parts_reads_as_the_whole(tmp_path):
+    """Whisper base comes as model.bin cut in two (two PyPI packages): the parts read in order."""
+    tiny_whisper_file(tmp_path / "model.bin")
+    blob = (tmp_path / "model.bin").read_bytes()
+    (tmp_path / "a").write_bytes(blob[:1000])
+    (tmp_path / "b").write_bytes(blob[1000:])
+    whole, parts = read_ctranslate2(tmp_path / "model.bin"), read_ctranslate2([tmp_path / "a", tmp_path / "b"])
+    assert set(whole) == set(parts) and all(np.array_equal(whole[k], parts[k]) for k in whole)
+
+
+def test_tuned_layers_train_with_the_head(tmp_path):
+    tiny_whisper_file(tmp_path / "model.bin")
+    model = WhisperCTC(WhisperCTCConfig(encoder=TINY, tuned=1, d=16, blocks=1, heads=2, conv_kernel=5))
+    model.load_pretrained(tmp_path / "model.bin")
+    encoder_trained = {n for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")}
+    assert encoder_trained and all(n.startswith("encoder.blocks.1.") for n in encoder_trained)
+    assert model.frozen_layers == 1
+
+
+def _tiny_prep_cache(folder, rng) -> list[str]:
+    """A prep cache (targets.json, index.json, audio.int16) of three noise 'recordings'."""
+    folder.mkdir()
+    files, index, pcm, offset = [], {}, [], 0
+    targets = {}
+    for k, n in enumerate((SR, int(1.7 * SR), int(2.4 * SR))):
+        name = f"train/r{k}.opus"
+        audio = (rng.standard_normal(n) * 3000).astype(np.int16)
+        index[name] = [offset, n]
+        offset += n
+        pcm.append(audio)
+        targets[name] = {"phonemes": "بِسمِ"[: 3 + k], "basmala": False, "reciter": "test", "duration_s": n / SR}
+        files.append(name)
+    (folder / "targets.json").write_text(json.dumps(targets, ensure_ascii=False), encoding="utf-8")
+    (folder / "index.json").write_text(json.dumps(index), encoding="utf-8")
+    (folder / "audio.int16").write_bytes(np.concatenate(pcm).tobytes())
+    return files
+
+
+def test_the_cached_frozen_layers_train_the_same_model(tmp_path, monkeypatch):
+    """iqrah_train.encode stores the frozen layers' output of every train recording (resumable);
+    a head trained from it (loop --cached) computes what the whole model computes from audio."""
+    from iqrah.acoustic import Vocabulary
+    from iqrah_train import encode
+    from iqrah_train.data import CachedData
+
+    files = _tiny_prep_cache(tmp_path / "data", np.random.default_rng(4))
+    tiny_whisper_file(tmp_path / "model.bin")
+    monkeypatch.setitem(encode.ENCODERS, "test", TINY)
+    monkeypatch.setattr(encode, "default_weights", lambda name: [tmp_path / "model.bin"])
+    argv = ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "enc"), "--encoder", "test",
+            "--layers", "1,2", "--threads", "1"]
+    encode.main(argv + ["--limit-files", "1"])  # an interrupted run ...
+    assert len(encode.read_index(tmp_path / "enc")["files"]) == 1
+    encode.main(argv)  # ... goes on where it stopped
+    index = encode.read_index(tmp_path / "enc")
+    assert sorted(index["files"]) == files
+
+    torch.manual_seed(0)
+    model = WhisperCTC(WhisperCTCConfig(encoder=TINY, tuned=1, d=16, blocks=1, heads=2, conv_kernel=5,
+                                        dropout=0.0)).load_pretrained(tmp_path / "model.bin").eval()
+    data = CachedData(tmp_path / "data", Vocabulary(), [tmp_path / "enc"], layer=model.frozen_layers)
+    assert [u.file for u in data.utts] == files
+    x, lens, _, ylens = data.make_batch([0, 1, 2], np.random.default_rng(0), None)
+    assert list(ylens) == [3, 4, 5]
+    with torch.no_grad():
+        from_cache = model.from_frozen(x, lens)
+        for i, u in enumerate(data.utts):
+            audio = data.audio[u.offset : u.offset + u.length].astype(np.float32) / 32768.0
+            feats = torch.from_numpy(log_mel(audio, WHISPER_FEATURES))[None]
+            whole = model(feats)[0]
+            assert int(lens[i]) == int(model.encoder(feats).shape[1])
+            assert torch.allclose(from_cache[i, : whole.shape[0]], whole, atol=2e-2)

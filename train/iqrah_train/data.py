@@ -131,3 +131,55 @@ class BatchStream(torch.utils.data.Dataset):
         b = self.start + k
         rng = np.random.default_rng([self.seed, self.epoch, b, 3])
         return (b, *self.data.make_batch(self.batches[b], rng, self.aug, self.features, wave=self.wave))
+
+
+class CachedData(TrainData):
+    """Training data for a head on a frozen encoder whose output ``iqrah_train.encode`` cached.
+
+    ``folders`` are caches of the same encoder and layer: a clean one and, optionally, augmented
+    copies. With waveform augmentation on, each utterance of a batch is read from a copy drawn at
+    random; without, from the first folder. Batches are cut by the clean audio's length, as for
+    ``TrainData``. Inputs are the frozen layers' output (20 ms frames), their lengths in frames.
+    """
+
+    def __init__(self, data_dir: Path, vocab: Vocabulary, folders: list[Path], layer: int,
+                 max_seconds: float = 20.0):
+        from .encode import open_hidden, read_index
+        super().__init__(data_dir, vocab, max_seconds)
+        indexes = [read_index(f) for f in folders]
+        encoders = {json.dumps(ix["encoder"], sort_keys=True) for ix in indexes}
+        if len(encoders) != 1 or any(layer not in ix["layers"] for ix in indexes):
+            raise SystemExit(f"the caches must hold layer {layer} of one and the same encoder")
+        self.encoder = indexes[0]["encoder"]
+        self.d = int(self.encoder["d"])
+        self.copies = [(ix["files"], open_hidden(f, layer, self.d)) for ix, f in zip(indexes, folders)]
+        keep = [k for k, u in enumerate(self.utts) if all(u.file in files for files, _ in self.copies)]
+        self.utts = [self.utts[k] for k in keep]
+        self.lengths = self.lengths[keep]
+
+    def make_batch(self, idx: list[int], rng: np.random.Generator, aug: AugmentConfig | None,
+                   feats: FeatureSettings = DEFAULT_FEATURES, wave: bool = True):
+        xs, ys = [], []
+        masks = hidden_masks(aug, self.d) if aug is not None else None
+        for i in idx:
+            u = self.utts[i]
+            files, hidden = self.copies[int(rng.integers(len(self.copies))) if aug is not None and wave else 0]
+            off, n = files[u.file]
+            h = hidden[off : off + n].astype(np.float32)
+            xs.append(spec_augment(h, rng, masks) if masks is not None else h)
+            ys.append(u.target)
+        lens = torch.tensor([x.shape[0] for x in xs])
+        x = torch.zeros(len(xs), int(lens.max()), self.d)
+        for k, h in enumerate(xs):
+            x[k, : h.shape[0]] = torch.from_numpy(h)
+        ylens = torch.tensor([len(y) for y in ys])
+        y = torch.tensor([t for yy in ys for t in yy], dtype=torch.long)
+        return x, lens, y, ylens
+
+
+def hidden_masks(aug: AugmentConfig, d: int) -> AugmentConfig:
+    """SpecAugment's masks for 20 ms encoder frames of ``d`` channels: the same share of the
+    channels and the same durations as on 10 ms log-mel frames of 80 bins."""
+    from dataclasses import replace
+    return replace(aug, freq_width=round(aug.freq_width * d / 80), time_mask_every=aug.time_mask_every // 2,
+                   time_width=aug.time_width // 2)

@@ -8,6 +8,10 @@ median per file is given too). The reference is the phonetizer's output for the 
 for a first ayah of a surah (where a basmala may or may not be recited) the file is scored
 against both the reference with and without the basmala and the better one counts.
 Groups: Alafasy (unseen professional), RetaSy (non-native crowd), TLOG (crowd, phones).
+
+``--ckpt`` scores a whisper-ctc training checkpoint in torch, with the runtime's windows, before
+any export: the frozen encoder layers' output of each window is kept in
+``runs/dev-cache/<encoder>-l<K>.npz``, so that comparing heads on the same encoder costs seconds.
 """
 
 from __future__ import annotations
@@ -85,16 +89,66 @@ def evaluate(model, refs: list[dict], audio_cache: dict | None = None) -> dict:
     return out
 
 
+def checkpoint_model(ckpt_path: Path, cache_dir: Path = Path("runs/dev-cache"), window_seconds: float = 10.0):
+    """A whisper-ctc checkpoint heard as ``OnnxAcousticModel`` hears its export (same windows and
+    features, no delay cut), with the frozen layers' output of every window cached on disk."""
+    import hashlib
+
+    import numpy as np
+    import torch
+
+    from iqrah.acoustic import Vocabulary
+    from iqrah.acoustic.onnx_model import OnnxAcousticModel
+
+    from .export import build
+
+    class CheckpointModel(OnnxAcousticModel):
+        def __init__(self):  # no ONNX session: the network is the checkpoint's
+            ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+            self.net = build(ck)
+            card = {"vocabulary": list(Vocabulary().tokens), "features": ck["features"],
+                    "architecture": {"type": "whisper-ctc"}, "window_seconds": window_seconds}
+            self._configure(card, str(ckpt_path))
+            enc = self.net.cfg.encoder
+            self.cache_path = cache_dir / f"{enc.name}-l{self.net.frozen_layers}.npz"
+            self.cache = dict(np.load(self.cache_path)) if self.cache_path.exists() else {}
+            self.fresh = 0
+
+        def _infer(self, features):
+            key = hashlib.sha1(features.tobytes()).hexdigest()
+            with torch.no_grad():
+                if key not in self.cache:
+                    frozen = self.net.encoder(torch.from_numpy(features), layers=self.net.frozen_layers)
+                    self.cache[key] = frozen.numpy().astype(np.float16)
+                    self.fresh += 1
+                return self.net.from_frozen(torch.from_numpy(self.cache[key].astype(np.float32))).numpy()
+
+        def save(self):
+            if self.fresh:
+                self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(self.cache_path, **self.cache)
+
+    return CheckpointModel()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=None, help="ONNX file (default: the bundled model)")
+    ap.add_argument("--ckpt", type=Path, default=None, help="a whisper-ctc training checkpoint instead of an ONNX file")
     ap.add_argument("--manifest", type=Path, default=Path("../shared/recitations/manifest.csv"))
     ap.add_argument("--cache", type=Path, default=Path("runs/data/dev_refs.json"))
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    from iqrah.acoustic.onnx_model import OnnxAcousticModel
-    model = OnnxAcousticModel(args.model, threads=args.threads)
-    res = evaluate(model, dev_references(args.manifest, args.cache))
+    refs = dev_references(args.manifest, args.cache)
+    if args.ckpt is not None:
+        import torch
+        torch.set_num_threads(args.threads)
+        model = checkpoint_model(args.ckpt)
+        res = evaluate(model, refs)
+        model.save()
+    else:
+        from iqrah.acoustic.onnx_model import OnnxAcousticModel
+        res = evaluate(OnnxAcousticModel(args.model, threads=args.threads), refs)
     print(json.dumps(res, indent=1))
 
 

