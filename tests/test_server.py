@@ -74,6 +74,34 @@ def test_health_and_metrics(client):
     assert "iqrah_stage_seconds" in text and "iqrah_active_connections" in text
 
 
+def test_a_stream_hears_live_with_the_live_model_and_reports_with_the_other(model, pcm):
+    """Two passes: the live model answers the stream's steps, the server's model the final report."""
+    calls = {"live": [], "final": []}
+
+    class Heard:
+        def __init__(self, role):
+            self.role = role
+
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+        def log_probs(self, audio):
+            calls[self.role].append(np.asarray(audio).size)
+            return model.log_probs(audio)
+
+    with TestClient(create_app(model=Heard("final"), live_model=Heard("live"))) as c:
+        health = c.get("/health").json()
+        assert health["model"] == health["live_model"] == f"iqrah-small {model.card['version']}"
+        with c.websocket_connect("/ws/stream") as ws:
+            ws.send_text(start_msg())
+            receive(ws, "ready")
+            send_audio(ws, pcm)
+            ws.send_text(json.dumps({"type": "stop"}))
+            final = receive(ws)[-1]
+    assert final["type"] == "final" and final["data"]["scores"]["content"] > 80
+    assert calls["live"] and calls["final"] == [len(pcm) // 2]
+
+
 def test_health_is_503_without_a_model(tmp_path):
     app = create_app(ServerConfig(model=str(tmp_path / "missing.onnx")))
     with TestClient(app) as c:

@@ -47,6 +47,39 @@ def test_words_arrive_while_reciting_and_final_equals_analyze(model, recitations
     assert report.data == offline.model_dump(mode="json") | {"timings_ms": report.data["timings_ms"]}
 
 
+class Heard:
+    """A model that records the length of every recording it hears."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, []
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def log_probs(self, audio):
+        self.calls.append(np.asarray(audio).size)
+        return self.model.log_probs(audio)
+
+
+def test_two_passes_live_windows_with_one_model_the_final_report_with_the_other(model, recitations):
+    """The live steps hear short windows with the live model; the final report is the offline
+    analysis of the whole recording by the final model, the one that hears best."""
+    from iqrah.analyze import analyze
+    from iqrah.audio import decode_audio
+    from iqrah.stream import StreamingAnalyzer
+
+    audio = decode_audio(recitations / "dev" / "offline-tarteel-test-corpus-112001.opus")
+    live_model, final_model = Heard(model), Heard(model)
+    analyzer = StreamingAnalyzer("112:1", model=live_model, final_model=final_model)
+    for i in range(0, audio.size, 1600):
+        analyzer.feed(audio[i:i + 1600])
+    assert live_model.calls and max(live_model.calls) < audio.size and not final_model.calls
+    report = analyzer.finish()[-1]
+    assert final_model.calls == [audio.size]  # the whole recording, once
+    offline = analyze(analyzer.audio(), "112:1", analyzer.settings, model)
+    assert report.data == offline.model_dump(mode="json") | {"timings_ms": report.data["timings_ms"]}
+
+
 def test_flush_confirms_the_words_left_when_the_audio_ends(model, recitations):
     """After the last chunk, flush() sends the words still waiting for what follows them."""
     from iqrah.audio import decode_audio

@@ -327,7 +327,11 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes (share sessions through Redis).")] = 1,
-    model: Annotated[Optional[str], typer.Option(help="Acoustic model: iqrah-small or a .onnx path.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Acoustic model of uploads and of a stream's final "
+                                                      "report: iqrah-small or a .onnx path.")] = None,
+    live_model: Annotated[Optional[str], typer.Option(help="Acoustic model of a stream's live verdicts "
+                                                           "(default: iqrah-live beside the bundled "
+                                                           "iqrah-small, else --model).")] = None,
     max_connections: Annotated[int, typer.Option(help="Connections per process; the next gets close 1013.")] = 100,
 ):
     """Start the streaming server: /ws/stream, POST /api/analyze, /health, /metrics.
@@ -341,6 +345,8 @@ def serve(
     os.environ["IQRAH_MAX_CONNECTIONS"] = str(max_connections)
     if model:
         os.environ["IQRAH_MODEL"] = model
+    if live_model:
+        os.environ["IQRAH_LIVE_MODEL"] = live_model
     if workers > 1:
         uvicorn.run("iqrah.server.app:create_app", factory=True, host=host, port=port, workers=workers,
                     ws="websockets", timeout_graceful_shutdown=10)
@@ -514,16 +520,20 @@ def info():
     table.add_row("vad", f"Silero VAD v6 on onnxruntime {onnxruntime.__version__} "
                   f"({(time.perf_counter() - start) * 1000:.0f} ms to load)")
     table.add_row("vocabulary", f"{len(phoneme_vocab())} tokens (blank + phonemes)")
-    try:
-        from .acoustic.registry import load_model
+    from .acoustic.registry import live_model_name, load_model
 
-        model = load_model()
-        card = getattr(model, "card", {})
-        table.add_row("acoustic model", f"{card.get('name', 'bundled')} {card.get('version', '')}: "
-                      f"{card.get('parameters') or card.get('architecture', {}).get('parameters', '?'):,} parameters, "
-                      f"{model.frame_seconds * 1000:.0f} ms frames")
-    except (FileNotFoundError, ValueError) as exc:
-        table.add_row("acoustic model", f"[red]not available: {exc}[/]")
+    for role, name in (("acoustic model", None), ("live model", live_model_name(None))):
+        if role == "live model" and name is None:
+            table.add_row(role, "the acoustic model (no bundled live model)")
+            continue
+        try:
+            model = load_model(name)
+            card = getattr(model, "card", {})
+            table.add_row(role, f"{card.get('name', 'bundled')} {card.get('version', '')}: "
+                          f"{card.get('parameters') or card.get('architecture', {}).get('parameters', '?'):,} "
+                          f"parameters, {model.frame_seconds * 1000:.0f} ms frames")
+        except (FileNotFoundError, ValueError) as exc:
+            table.add_row(role, f"[red]not available: {exc}[/]")
     console.print(table)
 
 

@@ -21,7 +21,9 @@ with its ``violation`` events. Words still inside the window are aligned again a
 step; if a boundary moves by more than ``revise_s`` the word is sent again with ``revision`` +
 1. ``flush()`` confirms what is left once the audio has ended; ``finish()`` runs the offline
 pipeline on the whole recording, so the ``final`` report is exactly what ``iqrah analyze`` says
-of the same audio, and re-sends any word whose verdict or boundaries that changes. Each ``word``
+of the same audio, and re-sends any word whose verdict or boundaries that changes. The live
+steps and the final report may use two models (``final_model``): a fast one for the many short
+windows, a stronger one for the one pass over the whole recording. Each ``word``
 event carries the word's melody: the audio goes through a pitch tracker (``audio.pitch``, the
 same frames ``analyze`` computes) piece by piece, each time a word is sent.
 """
@@ -75,13 +77,17 @@ class WordState:
 
 class StreamingAnalyzer:
     def __init__(self, spec: str, settings: AnalyzeSettings | None = None,
-                 model: AcousticModel | None = None, *, step_s: float = 0.25, context_words: int = 2,
+                 model: AcousticModel | None = None, *, final_model: AcousticModel | None = None,
+                 step_s: float = 0.25, context_words: int = 2,
                  margin_s: float = 0.3, revise_s: float = 0.04, max_window_s: float = 20.0,
                  end_pad_s: float = 0.3, settle_s: float = 0.5, model_context_s: float = 1.5):
         if model is None:
             from .acoustic.registry import load_model
 
             model = load_model()
+        # two passes: ``model`` hears the live window several times a second, ``final_model``
+        # (default: the same) the whole recording once, for the final report
+        self.final_model = final_model or model
         self.settings = settings or AnalyzeSettings()
         # a stream cannot wait to hear whether a basmala comes first: only when asked for
         self.settings = replace(self.settings, basmala="yes" if self.settings.basmala == "yes" else "no")
@@ -187,7 +193,7 @@ class StreamingAnalyzer:
         """End of the recitation: the final report, and corrections to what was sent."""
         self.finished = True
         audio = self.audio()
-        report = analyze(audio, str(self.spec), self.settings, self.model, pitch=self.pitch)
+        report = analyze(audio, str(self.spec), self.settings, self.final_model, pitch=self.pitch)
         self._clock.ms = dict(report.timings_ms)
         events = []
         for word in report.words:

@@ -35,9 +35,9 @@ MODEL_NAME = "iqrah-small"
 SAMPLES_PER_FRAME = 640  # 40 ms at 16 kHz: four 10 ms feature frames per output frame
 
 
-def bundled_model_path() -> Path:
-    """Where the packaged ONNX file is (it may not exist in a checkout without the asset)."""
-    return Path(str(resources.files("iqrah.acoustic") / "assets" / f"{MODEL_NAME}.onnx"))
+def bundled_model_path(name: str = MODEL_NAME) -> Path:
+    """Where a packaged ONNX file is (it may not exist in a checkout without the asset)."""
+    return Path(str(resources.files("iqrah.acoustic") / "assets" / f"{name}.onnx"))
 
 
 def _conformer_frames(n_feature_frames: int) -> int:

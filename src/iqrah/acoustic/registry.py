@@ -7,6 +7,9 @@ from pathlib import Path
 from .base import AcousticModel
 
 DEFAULT_MODEL = "iqrah-small"
+#: the bundled model for live verdicts: cheaper per call than DEFAULT_MODEL, which a stream's
+#: final report uses (a stream runs the model on a short window several times a second)
+LIVE_MODEL = "iqrah-live"
 
 
 class ModelError(ValueError):
@@ -14,15 +17,15 @@ class ModelError(ValueError):
 
 
 def load_model(name: str | None = None, *, threads: int = 0) -> AcousticModel:
-    """``iqrah-small`` (bundled, the default); ``muaalem:<folder or hub id>`` (torch, extra
-    [muaalem]); or a path to an ``.onnx`` file with its ``.json`` card (iqrah or muaalem export).
-    ``threads``: onnxruntime threads per model call (0: one per core); a server that runs
-    several calls at once gives each one thread."""
-    from .onnx_model import OnnxAcousticModel
+    """``iqrah-small`` (bundled, the default); ``iqrah-live`` (bundled, faster, for live
+    verdicts); ``muaalem:<folder or hub id>`` (torch, extra [muaalem]); or a path to an ``.onnx``
+    file with its ``.json`` card (iqrah or muaalem export). ``threads``: onnxruntime threads per
+    model call (0: one per core); a server that runs several calls at once gives each one thread."""
+    from .onnx_model import OnnxAcousticModel, bundled_model_path
 
     name = name or DEFAULT_MODEL
-    if name == DEFAULT_MODEL:
-        return OnnxAcousticModel(threads=threads)
+    if name in (DEFAULT_MODEL, LIVE_MODEL):
+        return OnnxAcousticModel(bundled_model_path(name), threads=threads)
     if name.startswith("muaalem:"):
         try:
             from .muaalem import MuaalemTorchModel
@@ -41,8 +44,18 @@ def load_model(name: str | None = None, *, threads: int = 0) -> AcousticModel:
 
             return MuaalemOnnxModel(path, threads=threads)
         return OnnxAcousticModel(path, threads=threads)
-    raise ModelError(f"unknown model {name!r}: use {DEFAULT_MODEL!r} (bundled), muaalem:<folder or hub id>, "
-                     "or a path to an .onnx file")
+    raise ModelError(f"unknown model {name!r}: use {DEFAULT_MODEL!r} or {LIVE_MODEL!r} (bundled), "
+                     "muaalem:<folder or hub id>, or a path to an .onnx file")
+
+
+def live_model_name(model: str | None) -> str | None:
+    """The model a stream's live verdicts use when none is named: the bundled live model beside
+    the bundled default (if this package has it), else the stream's model itself (None)."""
+    from .onnx_model import bundled_model_path
+
+    if (model or DEFAULT_MODEL) == DEFAULT_MODEL and bundled_model_path(LIVE_MODEL).is_file():
+        return LIVE_MODEL
+    return None
 
 
 def _card(path: Path) -> dict:

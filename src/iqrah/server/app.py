@@ -51,6 +51,9 @@ class ServerConfig:
     so that ``uvicorn --workers N`` processes share them."""
 
     model: str | None = field(default_factory=lambda: os.environ.get("IQRAH_MODEL") or None)
+    # the model of live verdicts (None: the bundled live model beside the bundled default, else
+    # ``model``); ``model`` hears uploads and the final report of a stream
+    live_model: str | None = field(default_factory=lambda: os.environ.get("IQRAH_LIVE_MODEL") or None)
     max_connections: int = field(default_factory=lambda: _env_int("IQRAH_MAX_CONNECTIONS", 100))
     max_session_bytes: int = 50 * 2**20
     max_upload_bytes: int = 25 * 2**20
@@ -60,10 +63,11 @@ class ServerConfig:
 
 
 class ServerState:
-    def __init__(self, config: ServerConfig, model=None, store: SessionStore | None = None):
+    def __init__(self, config: ServerConfig, model=None, store: SessionStore | None = None, live_model=None):
         self.config = config
         self.metrics = Metrics()
-        self.model = None
+        self.model = None  # uploads and final reports
+        self.live_model = None  # the live steps of a stream
         self.model_error: str | None = None
         self.store = store or make_store(config.redis_url)
         self.analyze_settings = AnalyzeSettings()
@@ -72,7 +76,7 @@ class ServerState:
         threadpool_limits(1)
         self.pool = ThreadPoolExecutor(max_workers=config.inference_threads, thread_name_prefix="iqrah-infer")
         if model is not None:
-            self._use_model(model)
+            self._use_models(model, live_model or model)
         # whole-recording reports (the final of a stream, uploads) take 0.1-1 s each: they have
         # a thread of their own, so live words do not queue behind them
         self.report_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iqrah-report")
@@ -86,27 +90,30 @@ class ServerState:
     def load_model(self) -> None:
         if self.model is not None:
             return
-        from ..acoustic.registry import load_model
+        from ..acoustic.registry import live_model_name, load_model
 
         try:
             # the pool runs inference_threads calls at once: one onnxruntime thread each
-            self._use_model(load_model(self.config.model, threads=1))
+            model = load_model(self.config.model, threads=1)
+            live_name = self.config.live_model or live_model_name(self.config.model)
+            self._use_models(model, load_model(live_name, threads=1) if live_name else model)
         except (FileNotFoundError, ValueError) as exc:
             self.model_error = str(exc)
 
-    def _use_model(self, model) -> None:
+    def _use_models(self, model, live_model) -> None:
         """Model calls of several sessions that wait for a free core run as one batch, when the
-        model computes a batch exactly as its items one by one (float models; not the bundled
-        model, whose dynamic INT8 quantization scales activations by the whole batch). Then the
+        live model computes a batch exactly as its items one by one (float models; not the bundled
+        ones, whose dynamic INT8 quantization scales activations by the whole batch). Then the
         pool gets more threads than cores, so that calls can wait together."""
-        if not model.batches_exactly():
-            self.model = model
+        if not live_model.batches_exactly():
+            self.model, self.live_model = model, live_model
             return
         self.pool = ThreadPoolExecutor(max_workers=self.config.inference_threads * MAX_BATCH,
                                        thread_name_prefix="iqrah-infer")
         # the report thread's whole recordings count as a runner too, as without batching
-        self.model = BatchingModel(model, runners=self.config.inference_threads + 1, max_batch=MAX_BATCH,
-                                   on_batch=self.metrics.batch.observe)
+        batching = BatchingModel(live_model, runners=self.config.inference_threads + 1, max_batch=MAX_BATCH,
+                                 on_batch=self.metrics.batch.observe)
+        self.model, self.live_model = (batching if model is live_model else model), batching
 
     async def run_report(self, fn, *args):
         """Run a whole-recording analysis in the report pool."""
@@ -177,9 +184,15 @@ def recitation_settings(madd_monfasel: int = 4, madd_mottasel: int = 4, madd_aar
     return settings
 
 
-def create_app(config: ServerConfig | None = None, *, model=None, store: SessionStore | None = None) -> FastAPI:
+def _model_name(model) -> str:
+    card = getattr(model, "card", {})
+    return f"{card['name']} {card.get('version', '')}".strip() if "name" in card else type(model).__name__
+
+
+def create_app(config: ServerConfig | None = None, *, model=None, store: SessionStore | None = None,
+               live_model=None) -> FastAPI:
     config = config or ServerConfig()
-    state = ServerState(config, model=model, store=store)
+    state = ServerState(config, model=model, store=store, live_model=live_model)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -207,8 +220,8 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
             problems.append("shutting down")
         if problems:
             return JSONResponse({"status": "unavailable", "reasons": problems}, status_code=503)
-        return {"status": "ok", "connections": state.active,
-                "model": getattr(state.model, "card", {}).get("name", type(state.model).__name__)}
+        return {"status": "ok", "connections": state.active, "model": _model_name(state.model),
+                "live_model": _model_name(state.live_model)}
 
     @app.get("/metrics")
     async def metrics():

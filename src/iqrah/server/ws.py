@@ -155,7 +155,8 @@ class StreamSession:
                 settings = replace(settings, recitation=recitation_settings(**start.settings))
             except ValueError as exc:
                 raise p.ProtocolError(p.BAD_SETTINGS, str(exc)) from None
-        analyzer = await asyncio.to_thread(StreamingAnalyzer, start.spec, settings, self.server.model)
+        analyzer = await asyncio.to_thread(StreamingAnalyzer, start.spec, settings, self.server.live_model,
+                                           final_model=self.server.model)
         ready = {"protocol": p.PROTOCOL_VERSION,
                  "words": [{"index": w.index, "ayah": w.ayah, "number": w.number, "text": w.text}
                            for w in analyzer.reference.words]}
