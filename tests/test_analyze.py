@@ -145,3 +145,18 @@ def test_cli_analyze_json(model, recitations):
     assert json.loads(result.stdout)["spec"] == "1:2"
     result = CliRunner().invoke(app, ["analyze", str(recitations / DEV), "--ayah", "1:8"])
     assert result.exit_code == 2
+
+
+def test_a_recitation_stopped_mid_ayah_gives_a_report_without_nan(model, recitations):
+    """The first 13,312 bytes of 1:2 (about 2 s: two words and a part of the third): words never
+    reached are missing with no times, the word cut short lists only the sounds it reached, and
+    the JSON is valid for a browser (no bare NaN)."""
+    from iqrah.analyze import analyze
+    from iqrah.audio import decode_audio
+
+    cut = (recitations / DEV).read_bytes()[:13_312]
+    report = analyze(decode_audio(cut), "1:2", model=model)
+    json.dumps(report.model_dump(mode="json"), allow_nan=False)
+    assert report.words[-1].verdict == "missing" and report.words[-1].start is None
+    for word in report.words:
+        assert all(np.isfinite([p.start, p.end]).all() for p in word.phonemes)

@@ -141,6 +141,14 @@ def test_upload_gives_the_same_report_as_the_stream(client, speech):
     assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_ayah"
 
 
+def test_an_upload_stopped_mid_ayah_gets_its_report(client, recitations):
+    """A recording cut off after two words: a report (words not reached are missing), not a 500."""
+    cut = (recitations / DEV).read_bytes()[:13_312]
+    response = client.post("/api/analyze", files={"file": ("r.opus", cut)}, data={"ayah": "1:2"})
+    assert response.status_code == 200, response.text
+    assert response.json()["words"][-1]["verdict"] == "missing"
+
+
 def test_other_sample_rates_and_base64_audio(client, speech):
     import soxr
 

@@ -210,6 +210,8 @@ def _build_report(spec, reference, model, samples, segments, content, gate_per, 
         if timing is not None:
             for unit in reference.word_units(word.index):
                 u = aligned.units[unit.index]
+                if not np.isfinite(u.start):  # the recitation stopped inside the word, before this unit
+                    continue
                 phonemes.append(PhonemeResult(index=unit.index, phonemes=unit.phonemes,
                                               start=round(u.start, 3), end=round(u.end, 3),
                                               confidence=round(u.posterior, 3), gop=round(u.gop, 3),
