@@ -243,15 +243,15 @@ def test_a_client_resumes_after_reconnecting(model, pcm, speech):
     assert abs(final["duration_s"] - speech.size / 16000) < 0.05
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
+def start_redis(folder, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """A real redis-server on loopback that keeps nothing on disk (a restart loses everything)."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (.ci/run installs it)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    folder = tmp_path_factory.mktemp("redis")
+    if port is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(folder)], stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
@@ -261,9 +261,67 @@ def redis_url(tmp_path_factory):
             break
         except Exception:
             time.sleep(0.1)
+    return proc, url
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    proc, url = start_redis(tmp_path_factory.mktemp("redis"))
     yield url
     proc.terminate()
     proc.wait(5)
+
+
+def test_a_redis_restart_mid_stream_loses_no_audio_of_the_session(model, pcm, speech, tmp_path):
+    """Redis restarts (empty) while a stream goes on: the next save finds the store without the
+    audio saved before and saves all of it again, so a resume on another server gets the whole
+    recitation and the final report of all of it."""
+    proc, url = start_redis(tmp_path)
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    third = len(pcm) // 3 // 3200 * 3200
+    try:
+        with TestClient(create_app(ServerConfig(redis_url=url), model=model)) as a:
+            with a.websocket_connect("/ws/stream") as ws:
+                ws.send_text(start_msg())
+                session = json.loads(ws.receive_text())["data"]["session_id"]
+                send_audio(ws, pcm[:third])
+                ws.send_text(json.dumps({"type": "dance"}))
+                receive(ws, until="error")
+                proc.terminate()
+                proc.wait(5)
+                proc, _ = start_redis(tmp_path, port)  # empty: everything stored so far is gone
+                send_audio(ws, pcm[third : 2 * third])
+                ws.send_text(json.dumps({"type": "dance"}))
+                receive(ws, until="error")
+        stored = RedisSessionStore(url).load(session)
+        assert stored is not None and len(stored[1]) == 2 * stored[0]["analyzer"]["samples"] == 2 * third
+        with TestClient(create_app(ServerConfig(redis_url=url), model=model)) as b:
+            with b.websocket_connect("/ws/stream") as ws:
+                ws.send_text(start_msg(session_id=session))
+                ready = json.loads(ws.receive_text())["data"]
+                send_audio(ws, pcm[ready["resumed_from"]["audio_ms"] * 32:])
+                ws.send_text(json.dumps({"type": "stop"}))
+                final = receive(ws)[-1]["data"]
+        assert abs(final["duration_s"] - speech.size / 16000) < 0.05
+        assert not final["content_errors"]
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def test_a_session_whose_store_lost_audio_is_not_resumed(model, pcm, redis_url):
+    """Audio shorter than the session says (saved before the checked append existed, or cut):
+    resuming it would judge another recitation, so the client is told to start again."""
+    store = RedisSessionStore(redis_url)
+    meta = {"spec": "1:2", "analyzer": {"spec": "1:2", "samples": 32000, "speech_from": 0, "next_word": 0,
+                                        "words": {}}, "updated": time.time()}
+    store.save_all("cut-session", meta, pcm[:16000])
+    with TestClient(create_app(ServerConfig(redis_url=redis_url), model=model)) as c:
+        with c.websocket_connect("/ws/stream") as ws:
+            ws.send_text(start_msg(session_id="cut-session"))
+            error = json.loads(ws.receive_text())
+    assert error["type"] == "error" and error["data"]["code"] == "session_not_found"
+    assert "lost part of its audio" in error["data"]["message"]
 
 
 def test_resume_on_another_server_through_redis(model, pcm, speech, redis_url):

@@ -28,8 +28,14 @@ def from_pcm16(data: bytes) -> np.ndarray:
 
 class SessionStore(ABC):
     @abstractmethod
-    def save(self, session_id: str, meta: dict, new_audio: bytes = b"") -> None:
-        """Store ``meta`` and append ``new_audio`` (PCM16 bytes) to the session's audio."""
+    def save(self, session_id: str, meta: dict, new_audio: bytes = b"", stored: int = 0) -> bool:
+        """Store ``meta`` and append ``new_audio`` (PCM16 bytes) to the session's audio, if the
+        store holds exactly ``stored`` bytes of it; else write nothing and return False (the
+        store lost audio, e.g. Redis restarted: the caller saves the whole with ``save_all``)."""
+
+    @abstractmethod
+    def save_all(self, session_id: str, meta: dict, audio: bytes) -> None:
+        """Store ``meta`` and the session's whole audio in place of what the store holds."""
 
     @abstractmethod
     def load(self, session_id: str) -> tuple[dict, bytes] | None:
@@ -56,12 +62,19 @@ class MemorySessionStore(SessionStore):
         self._lock = threading.Lock()
         self.ttl_s = ttl_s
 
-    def save(self, session_id, meta, new_audio=b""):
+    def save(self, session_id, meta, new_audio=b"", stored=0):
         with self._lock:
             self._expire()
             _, audio, _ = self._sessions.get(session_id, ({}, bytearray(), 0.0))
+            if len(audio) != stored:
+                return False
             audio.extend(new_audio)
             self._sessions[session_id] = (dict(meta), audio, time.monotonic())
+            return True
+
+    def save_all(self, session_id, meta, audio):
+        with self._lock:
+            self._sessions[session_id] = (dict(meta), bytearray(audio), time.monotonic())
 
     def load(self, session_id):
         with self._lock:
@@ -100,13 +113,26 @@ class RedisSessionStore(SessionStore):
 
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self.ttl_s = int(ttl_s)
+        self._append = self.client.register_script(self._APPEND)
 
-    def save(self, session_id, meta, new_audio=b""):
+    #: KEYS: meta, audio; ARGV: meta JSON, ttl, bytes stored, new audio. One step in Redis, so no
+    #: other write comes between the length check and the append.
+    _APPEND = """
+    if redis.call('STRLEN', KEYS[2]) ~= tonumber(ARGV[3]) then return 0 end
+    redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+    if #ARGV[4] > 0 then redis.call('APPEND', KEYS[2], ARGV[4]) end
+    redis.call('EXPIRE', KEYS[2], ARGV[2])
+    return 1
+    """
+
+    def save(self, session_id, meta, new_audio=b"", stored=0):
+        keys = [f"iqrah:session:{session_id}", f"iqrah:audio:{session_id}"]
+        return bool(self._append(keys=keys, args=[json.dumps(meta), self.ttl_s, stored, new_audio]))
+
+    def save_all(self, session_id, meta, audio):
         pipe = self.client.pipeline()
         pipe.set(f"iqrah:session:{session_id}", json.dumps(meta), ex=self.ttl_s)
-        if new_audio:
-            pipe.append(f"iqrah:audio:{session_id}", new_audio)
-        pipe.expire(f"iqrah:audio:{session_id}", self.ttl_s)
+        pipe.set(f"iqrah:audio:{session_id}", audio, ex=self.ttl_s)
         pipe.execute()
 
     def load(self, session_id):

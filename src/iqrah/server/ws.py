@@ -45,6 +45,7 @@ class StreamSession:
         self.session_id: str | None = None
         self.resampler: soxr.ResampleStream | None = None
         self.unsaved = bytearray()  # PCM16 fed to the analyzer since the session was last stored
+        self.stored = 0  # bytes of PCM16 the store holds for this session
         self.inbox: list[np.ndarray] = []  # audio received and not yet fed to the analyzer
         self.inbox_since = 0.0  # when its oldest chunk arrived
         self.feeding: asyncio.Task | None = None
@@ -162,7 +163,12 @@ class StreamSession:
                            for w in analyzer.reference.words]}
         if stored is not None:
             meta, audio = stored
+            if len(audio) != 2 * int(meta["analyzer"].get("samples", -1)):
+                # the store lost audio it had (e.g. Redis restarted): what is left is not the recitation
+                raise p.ProtocolError(p.SESSION_NOT_FOUND, f"session {start.session_id!r} lost part of its "
+                                      "audio: send start without session_id and the recording again")
             analyzer.restore(meta["analyzer"], from_pcm16(audio))
+            self.stored = len(audio)
             self.session_id = start.session_id
             ready["resumed_from"] = {"audio_ms": int(len(audio) // 2 * 1000 / SAMPLE_RATE),
                                      "next_word": analyzer.next_word,
@@ -300,8 +306,15 @@ class StreamSession:
             return
         meta = {"spec": self.start.spec, "analyzer": self.analyzer.snapshot(), "updated": time.time()}
         audio, self.unsaved = bytes(self.unsaved), bytearray()
+        store = self.server.store
         try:
-            await asyncio.to_thread(self.server.store.save, self.session_id, meta, audio)
+            if not await asyncio.to_thread(store.save, self.session_id, meta, audio, self.stored):
+                # the store does not hold what was saved before (it restarted): save all of it again
+                whole = to_pcm16(self.analyzer.audio())
+                await asyncio.to_thread(store.save_all, self.session_id, meta, whole)
+                self.stored = len(whole)
+            else:
+                self.stored += len(audio)
         except Exception:  # the store is down: the stream goes on, only resuming is lost
             log.exception("could not store session %s", self.session_id)
             self.unsaved[:0] = audio
