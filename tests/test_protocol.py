@@ -21,6 +21,7 @@ def test_messages_have_type_data_timestamp():
 @pytest.mark.parametrize("raw,code", [
     ("not json", p.INVALID_JSON), ("[1, 2]", p.INVALID_JSON), ('{"data": {}}', p.INVALID_JSON),
     ('{"type": "start", "data": 5}', p.INVALID_JSON), ('{"type": "hello"}', p.UNKNOWN_TYPE),
+    ("[" * 100_000 + "]" * 100_000, p.INVALID_JSON),  # deeper than Python's parser goes
 ])
 def test_bad_text_messages(raw, code):
     with pytest.raises(p.ProtocolError) as exc:
@@ -38,7 +39,8 @@ def test_start_is_validated():
     assert exc.value.code == p.UNSUPPORTED_PROTOCOL and exc.value.fatal
     for bad, code in [({"surah": "x"}, p.UNKNOWN_AYAH), ({"sample_rate": 11025}, p.BAD_AUDIO_FORMAT),
                       ({"encoding": "opus"}, p.BAD_AUDIO_FORMAT), ({"session_id": 5}, p.SESSION_NOT_FOUND),
-                      ({"settings": {"madd_aared": "long"}}, p.BAD_SETTINGS)]:
+                      ({"settings": {"madd_aared": "long"}}, p.BAD_SETTINGS), ({"surah": True}, p.UNKNOWN_AYAH),
+                      ({"ayah": 1.5}, p.UNKNOWN_AYAH), ({"ayah_end": [3]}, p.UNKNOWN_AYAH)]:
         data = {"protocol": "1.0", "surah": 1, "ayah": 1, "sample_rate": 16000, **bad}
         with pytest.raises(p.ProtocolError) as exc:
             p.parse_start(data)
@@ -50,6 +52,8 @@ def test_pcm_decoding():
     assert np.allclose(p.decode_pcm(ints.tobytes(), "pcm_s16le"), [0, 0.5, -1])
     floats = np.array([0.25, -0.5], "<f4")
     assert np.allclose(p.decode_pcm(floats.tobytes(), "f32le"), floats)
+    loud = np.array([1e30, -3.0, 0.5], "<f4")  # finite but far beyond full scale: clipped
+    assert np.array_equal(p.decode_pcm(loud.tobytes(), "f32le"), np.array([1.0, -1.0, 0.5], np.float32))
     with pytest.raises(p.ProtocolError, match="whole"):
         p.decode_pcm(b"\x00\x01\x02", "pcm_s16le")
     with pytest.raises(p.ProtocolError, match="NaN"):

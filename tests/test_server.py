@@ -139,6 +139,9 @@ def test_upload_gives_the_same_report_as_the_stream(client, speech):
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "bad_audio"
     unknown = client.post("/api/analyze", files={"file": ("r.wav", buffer.getvalue())}, data={"ayah": "1:9"})
     assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_ayah"
+    no_ayah = client.post("/api/analyze", files={"file": ("r.wav", buffer.getvalue())})  # one error shape
+    assert no_ayah.status_code == 422 and no_ayah.json()["error"]["code"] == "bad_request"
+    assert "ayah" in no_ayah.json()["error"]["message"]
 
 
 def test_an_upload_stopped_mid_ayah_gets_its_report(client, recitations):

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI, File, Form, UploadFile, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -205,6 +206,13 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
 
     app = FastAPI(title="iqrah", version="1.0", lifespan=lifespan)
     app.state.iqrah = state
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request, exc: RequestValidationError):
+        """A missing or mistyped field: the same error shape as every other refusal."""
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'][1:]) or 'request'}: {e['msg']}"
+                             for e in exc.errors())
+        return JSONResponse({"error": {"code": "bad_request", "message": problems}}, status_code=422)
 
     @app.get("/health")
     async def health():

@@ -81,6 +81,8 @@ def parse_text(raw: str) -> tuple[str, dict]:
         msg = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ProtocolError(INVALID_JSON, f"message is not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise ProtocolError(INVALID_JSON, "message is nested too deeply") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise ProtocolError(INVALID_JSON, 'a message must be an object with a string "type"')
     data = msg.get("data") or {}
@@ -97,8 +99,8 @@ def parse_start(data: dict) -> Start:
         raise ProtocolError(UNSUPPORTED_PROTOCOL, f"protocol {version or '(none)'} is not supported: "
                             f"this server speaks {PROTOCOL_VERSION}", fatal=True)
     try:
-        surah, ayah = int(data["surah"]), int(data["ayah"])
-        ayah_end = int(data["ayah_end"]) if data.get("ayah_end") is not None else None
+        surah, ayah = _integer(data["surah"]), _integer(data["ayah"])
+        ayah_end = _integer(data["ayah_end"]) if data.get("ayah_end") is not None else None
     except (KeyError, TypeError, ValueError):
         raise ProtocolError(UNKNOWN_AYAH, "start needs integer surah and ayah (and optional ayah_end)") from None
     rate = data.get("sample_rate")
@@ -120,6 +122,13 @@ def parse_start(data: dict) -> Start:
                  settings or None)
 
 
+def _integer(value) -> int:
+    """A whole number as JSON gives it (5 or "5"); not true, 5.5 or "five"."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"not an integer: {value!r}")
+    return int(value)
+
+
 def decode_pcm(payload: bytes, encoding: str) -> np.ndarray:
     """Raw PCM bytes -> float32 samples in [-1, 1]."""
     if len(payload) > MAX_FRAME_BYTES:
@@ -133,7 +142,7 @@ def decode_pcm(payload: bytes, encoding: str) -> np.ndarray:
     samples = samples.astype(np.float32)
     if not np.all(np.isfinite(samples)):
         raise ProtocolError(BAD_AUDIO, "audio contains NaN or infinite samples")
-    return samples
+    return np.clip(samples, -1.0, 1.0)  # full scale, as a sound card would clip it
 
 
 def decode_audio_message(data: dict) -> bytes:
