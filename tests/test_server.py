@@ -343,6 +343,23 @@ def test_health_reports_an_unreachable_redis(model):
         assert response.status_code == 503 and "redis" in response.json()["reasons"][0]
 
 
+def test_with_redis_down_streams_end_cleanly_and_a_resume_is_told_why(model, pcm):
+    """No Redis: a stream still gets its final report and stays open (was 1011 after the final),
+    and a resume gets a clear error (was 1011)."""
+    with TestClient(create_app(ServerConfig(redis_url="redis://127.0.0.1:1/0"), model=model)) as c:
+        with c.websocket_connect("/ws/stream") as ws:
+            ws.send_text(start_msg())
+            receive(ws, "ready")
+            send_audio(ws, pcm)
+            ws.send_text(json.dumps({"type": "stop"}))
+            assert receive(ws)[-1]["type"] == "final"
+            ws.send_text(start_msg(session_id="a" * 32))
+            error = receive(ws, until="error")[-1]["data"]
+            assert error["code"] == "store_unavailable" and "without session_id" in error["message"]
+            ws.send_text(start_msg())  # the connection is still open: a new recitation starts
+            assert receive(ws, "ready")[-1]["type"] == "ready"
+
+
 def test_draining_tells_clients_to_resume(client):
     with client.websocket_connect("/ws/stream") as ws:
         ws.send_text(start_msg())

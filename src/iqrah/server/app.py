@@ -81,6 +81,7 @@ class ServerState:
         # whole-recording reports (the final of a stream, uploads) take 0.1-1 s each: they have
         # a thread of their own, so live words do not queue behind them
         self.report_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iqrah-report")
+        self.store_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iqrah-store")
         self.draining = asyncio.Event()
         self._busy_s = 0.0  # seconds the inference threads worked since _measured_at
         self._measured_at = time.perf_counter()
@@ -153,20 +154,25 @@ class ServerState:
                 return False
             self._active += 1
         self.metrics.connections.set(self._active)
-        try:
-            self.store.connection_opened()
-        except Exception:
-            pass  # counting across servers is best effort; serving goes on
+        self._count_across_servers(self.store.connection_opened)
         return True
 
     def release(self) -> None:
         with self._lock:
             self._active = max(0, self._active - 1)
         self.metrics.connections.set(self._active)
-        try:
-            self.store.connection_closed()
-        except Exception:
-            pass
+        self._count_across_servers(self.store.connection_closed)
+
+    def _count_across_servers(self, count) -> None:
+        """Best effort and off the event loop: a slow or paused Redis must not stall the streams
+        (one thread, so the counts keep their order)."""
+        def best_effort():
+            try:
+                count()
+            except Exception:
+                pass
+
+        self.store_pool.submit(best_effort)
 
     @property
     def active(self) -> int:
@@ -203,6 +209,7 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
         state.draining.set()
         state.pool.shutdown(wait=False, cancel_futures=True)
         state.report_pool.shutdown(wait=False, cancel_futures=True)
+        state.store_pool.shutdown(wait=True)  # the last connection counts (each call times out in 2 s)
 
     app = FastAPI(title="iqrah", version="1.0", lifespan=lifespan)
     app.state.iqrah = state

@@ -141,7 +141,12 @@ class StreamSession:
             raise p.ProtocolError(p.UNKNOWN_AYAH, str(exc)) from None
         stored = None
         if start.session_id is not None:
-            stored = await asyncio.to_thread(self.server.store.load, start.session_id)
+            try:
+                stored = await asyncio.to_thread(self.server.store.load, start.session_id)
+            except Exception:
+                log.warning("session store unreachable: a resume was refused")
+                raise p.ProtocolError(p.STORE_UNAVAILABLE, "sessions cannot be resumed now (the session store "
+                                      "is unreachable): send start without session_id") from None
             if stored is None:
                 raise p.ProtocolError(p.SESSION_NOT_FOUND, f"no session {start.session_id!r} to resume "
                                       "(it ended or expired): send start without session_id")
@@ -265,7 +270,10 @@ class StreamSession:
         self.server.metrics.observe_stages(self.analyzer.stage_ms)
         await self._send_events(events, arrived)
         if self.session_id:
-            await asyncio.to_thread(self.server.store.delete, self.session_id)
+            try:
+                await asyncio.to_thread(self.server.store.delete, self.session_id)
+            except Exception:  # it expires on its own; the recitation is over either way
+                log.warning("session store unreachable: a finished session was left to expire")
         self.analyzer, self.start, self.session_id, self.resampler = None, None, None, None
         self.unsaved.clear()
 
@@ -316,5 +324,5 @@ class StreamSession:
             else:
                 self.stored += len(audio)
         except Exception:  # the store is down: the stream goes on, only resuming is lost
-            log.exception("could not store session %s", self.session_id)
+            log.warning("session store unreachable: a session was not saved (it is kept here, saved later)")
             self.unsaved[:0] = audio
