@@ -84,8 +84,11 @@ PHONES = replace(SPEECH, p_codec=0.3)
 #: PHONES with more recordings through a codec, and more codecs: AAC (phone recorder apps) and
 #: AMR-NB (a phone call, 8 kHz).
 HANDSETS = replace(PHONES, p_codec=0.45, codecs=("mp3", "opus", "aac", "amr"))
+#: HANDSETS without shortening held sounds (needs no phoneme onsets): other voices, intonations and
+#: channels for a cached copy of the train split (``iqrah_train.encode --augment channels``).
+CHANNELS = replace(HANDSETS, p_squeeze=0.0)
 PRESETS = {"default": AugmentConfig(), "voices": VOICES, "learners": LEARNERS, "speech": SPEECH, "phones": PHONES,
-           "handsets": HANDSETS}
+           "handsets": HANDSETS, "channels": CHANNELS}
 
 
 @cache

@@ -74,7 +74,8 @@ def main(argv=None):
                          "band-limiting, more noise: for voices unlike the train reciters), learners (voices with a "
                          "wandering intonation), speech (learners with held sounds cut to a speaking length; "
                          "needs iqrah_train.onsets), phones (speech, and a third through a low-bit-rate MP3 or Opus codec), "
-                         "handsets (phones with 45 %% through MP3, Opus, AAC or AMR-NB)")
+                         "handsets (phones with 45 %% through MP3, Opus, AAC or AMR-NB), channels (handsets without "
+                         "the shortening: needs no onsets)")
     ap.add_argument("--start-epoch", type=int, default=0,
                     help="first epoch of a fresh run; 1 skips the epoch-0 curriculum (fine-tuning with --init)")
     ap.add_argument("--wave-aug-from-epoch", type=int, default=1,
