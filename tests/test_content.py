@@ -7,7 +7,7 @@ import pytest
 
 from iqrah.acoustic import Vocabulary
 from iqrah.assess.content import Heard, check_content
-from iqrah.evaluate.metrics import collapse_runs
+from iqrah.acoustic.vocab import collapse_runs
 from iqrah.quran import build_reference
 
 VOCAB = Vocabulary()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from iqrah.acoustic.base import AcousticModel
 from iqrah.audio import SAMPLE_RATE, AudioError
 
 
@@ -47,14 +48,12 @@ def test_words_arrive_while_reciting_and_final_equals_analyze(model, recitations
     assert report.data == offline.model_dump(mode="json") | {"timings_ms": report.data["timings_ms"]}
 
 
-class Heard:
+class Heard(AcousticModel):
     """A model that records the length of every recording it hears."""
 
     def __init__(self, model):
         self.model, self.calls = model, []
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
+        self.vocab, self.frame_seconds, self.card = model.vocab, model.frame_seconds, model.card
 
     def log_probs(self, audio):
         self.calls.append(np.asarray(audio).size)

@@ -2,7 +2,7 @@
 ``finish() -> events``.
 
 Silero VAD finds where the recitation begins (or, for a voice it misses, the sound level: see
-``analyze.voice_by_energy``). From then on, every ``step_s`` of new audio, the
+``audio.energy.voice_by_energy``). From then on, every ``step_s`` of new audio, the
 rest of the reference is aligned, with a partial CTC alignment (the audio holds only a prefix
 of the ayah), to a window that starts a few words back (``context_words``). The acoustic model
 does not run on the whole window each step: frames settled at the previous step are kept, and
@@ -33,26 +33,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from Levenshtein import editops
 
 from .acoustic.base import AcousticModel
+from .acoustic.vocab import collapse_runs
 from .align import AlignmentError
-from .align.words import PAUSE_MARGIN_DB, SoundEdges, align_reference
-from .analyze import AnalyzeSettings, Stopwatch, analyze, voice_by_energy
-from .assess.content import FIT_MAX_GOP, FIT_MAX_KEPT, Heard
+from .align.words import align_reference
+from .analyze import analyze
+from .assess.content import Heard
 from .assess.findings import AssessmentContext
-from .assess.ghunnah import check_ghunnah
-from .assess.madd import check_madd
-from .assess.qalqalah import check_qalqalah
-from .assess.shadda import check_shadda
+from .assess.judge import run_validators, word_content, word_verdict
 from .audio import SAMPLE_RATE, AudioError, VadStream
+from .audio.energy import PAUSE_MARGIN_DB, SoundEdges, voice_by_energy
 from .audio.pitch import Pitch, PitchTracker, pitch_summary
-from .evaluate.metrics import collapse_runs
+from .config import AnalyzeSettings
 from .quran import build_reference, parse_spec
-from .report import feedback
+from .report.build import violation
+from .stopwatch import Stopwatch
 
 END_PAD_LEVEL = 0.01  # the quiet appended to a window: noise at 1 % of the window's RMS
-WORD_MAX_PER = 0.6  # a confirmed word whose stretch decodes this far from it is a content error
 
 
 @dataclass(frozen=True)
@@ -208,9 +206,9 @@ class StreamingAnalyzer:
                 self.words[word.index] = state
                 events.append(self._word_event(state))
         sent_violations = {(v["rule"], v["phoneme_index"]) for w in self.words.values() for v in w.violations}
-        for violation in report.violations:
-            if (violation.rule, violation.phoneme_index) not in sent_violations:
-                events.append(Event("violation", violation.model_dump(), self._ms()))
+        for found in report.violations:
+            if (found.rule, found.phoneme_index) not in sent_violations:
+                events.append(Event("violation", found.model_dump(), self._ms()))
         events.append(Event("final", report.model_dump(mode="json"), self._ms()))
         return events
 
@@ -406,30 +404,17 @@ class StreamingAnalyzer:
         return log_probs
 
     def _judge(self, w, timing, aligned, audio, heard, heard_times):
+        """The word's verdict and violations, by the judge the final report uses, from what the
+        free decoding heard in its stretch and the validators measure on its sounds."""
         expected = collapse_runs(self.reference.words[w].phonemes)
         said = "".join(c for c, t in zip(heard.phonemes, heard_times) if timing.start <= t < timing.end)
-        edits = editops(expected, said)  # as many as the edit distance
-        per = len(edits) / max(len(expected), 1)
-        kept = 1 - sum(op != "insert" for op, _, _ in edits) / max(len(expected), 1)
-        if not said:
-            verdict = "missing"
-        elif per > WORD_MAX_PER or (kept < FIT_MAX_KEPT and timing.gop < FIT_MAX_GOP):
-            # another word said in its place (``add_badly_fitting_words``)
-            verdict = "content_error"
-        else:
-            verdict = "correct"
-        violations = []
-        if verdict == "correct":
+        content_kind = word_content(expected, said, timing.gop)
+        findings = []
+        if content_kind is None:
             ctx = AssessmentContext(self.reference, aligned, audio, SAMPLE_RATE, only_words={w})
-            for finding in check_madd(ctx) + check_ghunnah(ctx) + check_qalqalah(ctx) + check_shadda(ctx):
-                violations.append({
-                    "rule": finding.rule_tag, "problem": finding.problem, "word_index": w,
-                    "phoneme_index": finding.unit_index, "time_range": list(finding.time_range),
-                    "expected": str(finding.expected), "actual": str(finding.measured),
-                    "severity": finding.severity, "confidence": finding.confidence,
-                    "feedback": feedback.rule_feedback(finding).model_dump()})
-            if violations:
-                verdict = "tajweed_error"
+            findings, _ = run_validators(ctx)
+        violations = [violation(f).model_dump(mode="json") for f in findings]
+        verdict = word_verdict(content_kind, True, bool(findings))
         return WordState(w, timing.start, timing.end, verdict, violations=violations), violations
 
     def _word_event(self, state: WordState) -> Event:

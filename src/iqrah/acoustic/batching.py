@@ -33,7 +33,7 @@ class BatchingModel(AcousticModel):
     def __init__(self, model: AcousticModel, runners: int = 2, max_batch: int = 4,
                  on_batch: Callable[[int], None] | None = None):
         self.model = model
-        self.vocab, self.frame_seconds = model.vocab, model.frame_seconds
+        self.vocab, self.frame_seconds, self.card = model.vocab, model.frame_seconds, model.card
         self.runners, self.max_batch = runners, max_batch
         self.on_batch = on_batch  # told the size of every batch run (metrics)
         self._cond = threading.Condition()
@@ -44,6 +44,16 @@ class BatchingModel(AcousticModel):
         if name == "model":
             raise AttributeError(name)
         return getattr(self.model, name)
+
+    @property
+    def has_sifat(self) -> bool:
+        return self.model.has_sifat
+
+    def log_probs_and_sifat(self, audio_16k: np.ndarray):
+        """A model with sifat heads runs them unbatched, in one pass with its phonemes."""
+        if self.model.has_sifat:
+            return self.model.log_probs_and_sifat(audio_16k)
+        return self.log_probs(audio_16k), None
 
     def log_probs(self, audio_16k: np.ndarray) -> np.ndarray:
         call = _Call(audio_16k, self.model.batch_key(audio_16k))

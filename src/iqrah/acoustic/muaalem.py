@@ -75,6 +75,10 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 class _MuaalemBase(AcousticModel):
     levels: list[str]
 
+    @property
+    def has_sifat(self) -> bool:
+        return True
+
     def _setup(self, folder: Path, frame_seconds: float, window_s: float, overlap_s: float):
         from transformers import SeamlessM4TFeatureExtractor
 

@@ -6,10 +6,13 @@ declares them, so a model card only needs to store this list to be checked again
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import astuple
 from functools import cache
+from typing import get_args
 
 import numpy as np
+from quran_transcript import SifaOutput
 from quran_transcript import alphabet as alph
 
 BLANK = "<blank>"
@@ -19,6 +22,16 @@ BLANK = "<blank>"
 def phoneme_vocab() -> tuple[str, ...]:
     letters = tuple(dict.fromkeys(astuple(alph.phonetics)))
     return (BLANK, *letters)
+
+
+def collapse_runs(phonemes: str) -> str:
+    """Merge runs of one letter (``اااا`` -> ``ا``): what a collapsed-target CTC model emits."""
+    return "".join(char for char, _ in itertools.groupby(phonemes))
+
+
+def sifa_labels(level: str) -> tuple[str, ...]:
+    """The English labels of a sifa level in the order of a sifat head's token ids (from 1)."""
+    return get_args(SifaOutput.model_fields[level].annotation)
 
 
 def best_path(log_probs, blank: int = 0) -> tuple[np.ndarray, np.ndarray]:

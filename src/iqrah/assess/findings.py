@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..align.words import PAUSE_S, ReferenceAlignment, SoundEdges
+from ..align.words import PAUSE_S, ReferenceAlignment
+from ..audio.energy import SoundEdges
 from ..quran import Reference
 from .pace import PaceTracker, held_durations
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..acoustic.validate import sifa_labels
+from ..acoustic.vocab import sifa_labels
 from .findings import AssessmentContext, RuleFinding
 
 RULE_SIFA = {"ghunnah": ("ghonna", "maghnoon", "not_nasal"), "qalqalah": ("qalqla", "moqalqal", "no_qalqalah")}

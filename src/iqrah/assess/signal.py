@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..audio.energy import frame_db
+
 HOP_S = 0.005
 WIN_S = 0.015
 
@@ -18,8 +20,7 @@ def energy_db(audio: np.ndarray, sample_rate: int, start_s: float, end_s: float)
     x = audio[a:b]
     if x.size < win:
         return np.zeros(0)
-    frames = np.lib.stride_tricks.sliding_window_view(x, win)[::hop]
-    return 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-10)
+    return frame_db(x, hop, win)
 
 
 def low_band_ratio(audio: np.ndarray, sample_rate: int, start_s: float, end_s: float,

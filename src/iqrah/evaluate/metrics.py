@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
-
 from Levenshtein import distance
 
+from ..acoustic.vocab import collapse_runs
 
-def collapse_runs(phonemes: str) -> str:
-    """Merge runs of one letter (``اااا`` -> ``ا``): what a collapsed-target CTC model emits."""
-    return "".join(char for char, _ in itertools.groupby(phonemes))
+__all__ = ["collapse_runs", "phoneme_error_rate"]
 
 
 def phoneme_error_rate(hypothesis: str, reference: str, *, collapse: bool = True) -> float:

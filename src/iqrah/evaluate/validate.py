@@ -10,22 +10,14 @@ The candidate fails if its PER is more than ``max_per_rise`` (2 percentage point
 from __future__ import annotations
 
 from pathlib import Path
-from typing import get_args
-
 import numpy as np
 from Levenshtein import distance
-from quran_transcript import SifaOutput
 
+from ..acoustic.base import AcousticModel
+from ..acoustic.vocab import best_path, collapse_runs, sifa_labels
 from ..audio import AudioError, decode_audio
-from ..evaluate.manifest import read_manifest
-from ..evaluate.metrics import collapse_runs, phoneme_error_rate
-from .base import AcousticModel
-from .vocab import best_path
-
-
-def sifa_labels(level: str) -> tuple[str, ...]:
-    """The English labels of a sifa level in the order of the model's token ids (from 1)."""
-    return get_args(SifaOutput.model_fields[level].annotation)
+from .manifest import read_manifest
+from .metrics import phoneme_error_rate
 
 
 def sifa_errors(sifat: dict[str, np.ndarray], reference) -> dict[str, tuple[int, int]]:
