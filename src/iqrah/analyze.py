@@ -18,7 +18,7 @@ from .align.words import align_reference
 from .assess.content import ContentResult, Heard, add_alignment_repeats, add_badly_fitting_words, check_content
 from .assess.findings import AssessmentContext
 from .assess.judge import Judgement, run_validators, shift
-from .audio import SAMPLE_RATE, AudioError, decode_audio, speech_segments
+from .audio import SAMPLE_RATE, AudioError, AudioLimitError, decode_audio, speech_segments
 from .audio.energy import SoundEdges, voice_by_energy
 from .audio.pitch import Pitch, estimate_pitch
 from .config import AnalyzeSettings
@@ -53,7 +53,7 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
         samples = audio if isinstance(audio, np.ndarray) else decode_audio(audio, limits=settings.limits)
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         if samples.size > settings.limits.max_seconds * SAMPLE_RATE:
-            raise AudioError(f"the recording is longer than the {settings.limits.max_seconds / 60:g} min limit")
+            raise AudioLimitError(f"the recording is longer than the {settings.limits.max_seconds / 60:g} min limit")
     with clock.stage("vad"):
         edges = SoundEdges(samples, SAMPLE_RATE)
         segments = speech_segments(samples) or voice_by_energy(samples, edges)

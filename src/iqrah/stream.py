@@ -42,7 +42,7 @@ from .analyze import analyze
 from .assess.content import Heard
 from .assess.findings import AssessmentContext
 from .assess.judge import run_validators, word_content, word_verdict
-from .audio import SAMPLE_RATE, AudioError, VadStream
+from .audio import SAMPLE_RATE, AudioError, AudioLimitError, VadStream
 from .audio.energy import PAUSE_MARGIN_DB, SoundEdges, voice_by_energy
 from .audio.pitch import Pitch, PitchTracker, pitch_summary
 from .config import AnalyzeSettings
@@ -71,6 +71,11 @@ class WordState:
     verdict: str
     revision: int = 0
     violations: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready values (a snapshot, a resumed client's word list)."""
+        return {"index": self.index, "start": self.start, "end": self.end, "verdict": self.verdict,
+                "revision": self.revision, "violations": self.violations}
 
 
 class StreamingAnalyzer:
@@ -136,7 +141,7 @@ class StreamingAnalyzer:
         if not np.all(np.isfinite(pcm)):
             raise AudioError("audio contains NaN or infinite samples")
         if self._samples + pcm.size > self.settings.limits.max_seconds * SAMPLE_RATE:
-            raise AudioError(f"the recitation is longer than the {self.settings.limits.max_seconds / 60:g} "
+            raise AudioLimitError(f"the recitation is longer than the {self.settings.limits.max_seconds / 60:g} "
                              "min limit of a session")
         self._chunks.append(pcm)
         self._samples += pcm.size
@@ -216,9 +221,7 @@ class StreamingAnalyzer:
         """What a reconnecting client needs restored (the audio is stored beside it)."""
         return {"spec": str(self.spec), "samples": self._samples, "speech_from": self._speech_from,
                 "next_word": self.next_word,
-                "words": {str(w): {"index": s.index, "start": s.start, "end": s.end, "verdict": s.verdict,
-                                   "revision": s.revision, "violations": s.violations}
-                          for w, s in self.words.items()}}
+                "words": {str(w): s.to_dict() for w, s in self.words.items()}}
 
     def restore(self, snapshot: dict, audio: np.ndarray) -> None:
         """Continue a stream from a snapshot and the audio received before it."""
@@ -229,7 +232,13 @@ class StreamingAnalyzer:
         self.next_word = int(snapshot.get("next_word", 0))
         self.words = {int(w): WordState(**state) for w, state in snapshot.get("words", {}).items()}
 
+    @property
+    def samples_received(self) -> int:
+        """How much audio the stream holds (16 kHz samples), restored audio included."""
+        return self._samples
+
     def audio(self) -> np.ndarray:
+        """All the audio received, as one array."""
         if len(self._chunks) > 1:
             self._chunks = [np.concatenate(self._chunks)]
         return self._chunks[0] if self._chunks else np.zeros(0, np.float32)

@@ -25,6 +25,10 @@ class AudioError(ValueError):
     """The input cannot be used as a recitation; the message says why and what to do."""
 
 
+class AudioLimitError(AudioError):
+    """The input is over a size or length limit (a server answers 413 or ``too_long``)."""
+
+
 @dataclass(frozen=True)
 class AudioLimits:
     max_seconds: float = 600.0
@@ -60,20 +64,20 @@ def _read_source(source, limits: AudioLimits) -> tuple[bytes, str]:
         if not path.is_file():
             raise AudioError(f"no audio file at {str(path)!r}")
         if path.stat().st_size > limits.max_bytes:
-            raise AudioError(f"{name} is {path.stat().st_size / 2**20:.0f} MB; the limit is "
+            raise AudioLimitError(f"{name} is {path.stat().st_size / 2**20:.0f} MB; the limit is "
                              f"{limits.max_bytes / 2**20:.0f} MB")
         data = path.read_bytes()
     if not data:
         raise AudioError(f"{name} is empty (0 bytes)")
     if len(data) > limits.max_bytes:
-        raise AudioError(f"{name} is {len(data) / 2**20:.0f} MB; the limit is "
+        raise AudioLimitError(f"{name} is {len(data) / 2**20:.0f} MB; the limit is "
                          f"{limits.max_bytes / 2**20:.0f} MB")
     return data, name
 
 
 def _too_long(name: str, limits: AudioLimits) -> AudioError:
     minutes = limits.max_seconds / 60
-    return AudioError(f"{name} is longer than the {minutes:g} min limit; send a shorter recording")
+    return AudioLimitError(f"{name} is longer than the {minutes:g} min limit; send a shorter recording")
 
 
 def _decode_soundfile(data: bytes, limits: AudioLimits) -> tuple[np.ndarray | None, int]:
