@@ -86,6 +86,19 @@ class Reference:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Reference:
+        """The Reference ``to_dict`` described (read back from the reference cache)."""
+        units = tuple(PhonemeUnit(
+            index=u["index"], phonemes=u["phonemes"], word_index=u["word_index"],
+            char_span=tuple(u["char_span"]), phoneme_span=tuple(u["phoneme_span"]), sifat=dict(u["sifat"]),
+            rules=tuple(Rule(**{k: v for k, v in r.items() if k != "tag"}) for r in u["rules"]))
+            for u in data["units"])
+        words = tuple(Word(**(w | {"units": tuple(w["units"])})) for w in data["words"])
+        settings = data["settings"]
+        return cls(spec=data["spec"], settings=RecitationSettings(**settings), words=words, units=units,
+                   phonemes=data["phonemes"], includes_basmala=data["includes_basmala"])
+
 
 def build_reference(spec: str | AyahSpec, settings: RecitationSettings | None = None, *,
                     include_basmala: bool = False) -> Reference:
@@ -100,9 +113,31 @@ def build_reference(spec: str | AyahSpec, settings: RecitationSettings | None = 
     return _cached_reference(spec, settings, include_basmala)
 
 
+_store = None  # the persistent reference cache (iqrah.cache), if one is in use
+
+
+def use_reference_cache(cache) -> None:
+    """Keep text references in ``cache`` (an ``iqrah.cache.Cache``; None: this process only), so
+    that other processes and servers read them back instead of phonetizing again."""
+    global _store
+    _store = cache
+    _cached_reference.cache_clear()
+
+
 @lru_cache(maxsize=256)
-def _cached_reference(spec: AyahSpec, settings: RecitationSettings,
-                      include_basmala: bool) -> Reference:
+def _cached_reference(spec: AyahSpec, settings: RecitationSettings, include_basmala: bool) -> Reference:
+    if _store is None:
+        return _phonetize(spec, settings, include_basmala)
+    from importlib.metadata import version
+
+    from ..cache import cache_key, settings_tag
+
+    ayahs = f"{spec}{'+basmala' if include_basmala else ''}".split(":", 1)[1]
+    key = cache_key(f"qt{version('quran-transcript')}", settings_tag(settings), spec.surah, ayahs)
+    return Reference.from_dict(_store.get_or_build(key, lambda: _phonetize(spec, settings, include_basmala).to_dict()))
+
+
+def _phonetize(spec: AyahSpec, settings: RecitationSettings, include_basmala: bool) -> Reference:
     moshaf = settings.to_moshaf()
     segments: list[tuple[int, list[str], int]] = []  # (ayah, words, number of the first word)
     basmala = include_basmala and spec.ayah == 1 and spec.word_start is None and has_separate_basmala(spec.surah)
