@@ -18,7 +18,7 @@ from .align.words import align_reference
 from .assess.content import ContentResult, Heard, add_alignment_repeats, add_badly_fitting_words, check_content
 from .assess.findings import AssessmentContext
 from .assess.judge import Judgement, run_validators, shift
-from .audio import SAMPLE_RATE, AudioError, AudioLimitError, decode_audio, speech_segments
+from .audio import SAMPLE_RATE, AudioError, AudioLimitError, SpeechSegment, decode_audio, speech_segments
 from .audio.energy import SoundEdges, voice_by_energy
 from .audio.pitch import Pitch, estimate_pitch
 from .config import AnalyzeSettings
@@ -28,7 +28,7 @@ from .report.build import build_report
 from .report.schema import Report
 from .stopwatch import Stopwatch
 
-__all__ = ["AnalyzeSettings", "analyze"]  # the settings live in config; here for callers
+__all__ = ["AnalyzeSettings", "analyze", "judge"]  # the settings live in config; here for callers
 
 DEFAULT_GATE_PER = 0.08
 EDGE_S = 0.3  # audio kept around the speech the VAD found
@@ -43,12 +43,29 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
     Raises AudioError for unusable audio (including no speech) and UnknownAyahError for specs.
     """
     settings = settings or AnalyzeSettings()
-    spec = parse_spec(ayah_spec)  # fail fast on a bad spec, before any decoding
     if model is None:
         from .acoustic.registry import load_model
 
         model = load_model()
     clock = Stopwatch()
+    judged, samples, segments = judge(audio, ayah_spec, settings, model, clock=clock)
+    if judged.aligned is not None and pitch is None:
+        with clock.stage("pitch"):
+            pitch = estimate_pitch(samples)
+    with clock.stage("report"):
+        report = build_report(judged, samples=samples, segments=segments, model_name=model.name,
+                              profile=settings.profile, pitch=pitch)
+    report.timings_ms = clock.ms
+    return report
+
+
+def judge(audio: str | Path | bytes | np.ndarray, ayah_spec: str, settings: AnalyzeSettings,
+          model: AcousticModel, *, clock: Stopwatch | None = None) -> tuple[Judgement, np.ndarray, list[SpeechSegment]]:
+    """What ``analyze`` finds before it writes the report: the Judgement (with the validators'
+    context, for callers that measure more, such as reference reciters), the samples, and where
+    the VAD heard speech. ``clock`` times the stages."""
+    spec = parse_spec(ayah_spec)  # fail fast on a bad spec, before any decoding
+    clock = clock or Stopwatch()
     with clock.stage("decode"):
         samples = audio if isinstance(audio, np.ndarray) else decode_audio(audio, limits=settings.limits)
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
@@ -98,14 +115,8 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
                 sifat_heads=sifat_heads, offset_s=offset_s)
             overall = ctx.pace.overall()
             judged.pace = {"harakah_s": round(overall.harakah_s, 3), "syllables": overall.samples}
-    if judged.aligned is not None and pitch is None:
-        with clock.stage("pitch"):
-            pitch = estimate_pitch(samples)
-    with clock.stage("report"):
-        report = build_report(judged, samples=samples, segments=segments, model_name=model.name,
-                              profile=settings.profile, pitch=pitch)
-    report.timings_ms = clock.ms
-    return report
+            judged.context = ctx
+    return judged, samples, segments
 
 
 def _choose_reference(spec, settings, heard, model) -> tuple[Reference, ContentResult]:

@@ -41,6 +41,7 @@ class Judgement:
     findings: list[RuleFinding] = field(default_factory=list)
     sifat: dict = field(default_factory=dict)  # unit index -> level -> SifaVerdict
     pace: dict[str, float] = field(default_factory=dict)
+    context: AssessmentContext | None = None  # what the validators measured on (held sounds, pace)
 
 
 def run_validators(ctx: AssessmentContext, *, heard: Heard | None = None, frame_seconds: float = 0.0,

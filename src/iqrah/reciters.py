@@ -1,0 +1,161 @@
+"""Reference reciters: what a trained reciter's recording of each ayah holds, measured once and
+kept in the reference cache for comparison with a learner (tempo, rhythm, melody).
+
+For every recording of one ayah, the bundled model aligns it (``analyze``) and we keep: word and
+phoneme spans, the pitch contour (20 ms frames, Hz, None where unvoiced), the tempo (phonemes
+per second of speech), the reciter's count (one harakah, in seconds) and each madd's length in
+harakat, and where the audio lies. Recordings are found by EveryAyah naming (``SSSAAA.mp3``, or
+``...-SSSAAA.opus``) or in a manifest. A build is resumable: what the cache holds is skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cache import Cache, cache_key
+
+AUDIO_SUFFIXES = (".mp3", ".opus", ".ogg", ".wav", ".flac", ".m4a")
+EVERYAYAH = re.compile(r"(?:^|[^0-9])(\d{3})(\d{3})$")  # ...SSSAAA before the suffix
+
+
+@dataclass(frozen=True)
+class Recording:
+    path: Path
+    surah: int
+    ayah: int
+
+
+def slug(reciter: str) -> str:
+    """The reciter's name as a key part: lower case, letters, digits and dashes."""
+    return re.sub(r"[^a-z0-9]+", "-", reciter.lower()).strip("-") or "reciter"
+
+
+def find_recordings(audio_dir: str | Path | None = None, *, manifest: str | Path | None = None,
+                    reciter: str | None = None) -> list[Recording]:
+    """Single-ayah recordings: files named ``SSSAAA.<audio>`` under ``audio_dir``, or the rows of
+    ``manifest`` (our manifest.csv columns) whose reciter is ``reciter``."""
+    found: dict[tuple[int, int], Recording] = {}
+    if manifest is not None:
+        root = Path(manifest).parent
+        with open(manifest, encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                if (reciter is None or row["reciter"] == reciter) and row["ayah"] == row["ayah_end"] \
+                        and int(row["ayah"]) > 0 and not row.get("text", "").strip():
+                    found.setdefault((int(row["surah"]), int(row["ayah"])),
+                                     Recording(root / row["file"], int(row["surah"]), int(row["ayah"])))
+    if audio_dir is not None:
+        for path in sorted(Path(audio_dir).rglob("*")):
+            match = EVERYAYAH.search(path.stem)
+            if path.suffix.lower() in AUDIO_SUFFIXES and match and int(match[2]) > 0:
+                found.setdefault((int(match[1]), int(match[2])), Recording(path, int(match[1]), int(match[2])))
+    return [found[k] for k in sorted(found)]
+
+
+def features(report, pitch, judged) -> dict:
+    """What is kept of one reference recording (``report``: its analysis; ``pitch``: its F0;
+    ``judged``: the judgement the report came from, whose context measured the madds)."""
+    words = [[w.index, w.start, w.end] for w in report.words if w.start is not None]
+    units = [p for w in report.words for p in w.phonemes]
+    speech_s = sum(end - start for _, start, end in words)
+    harakah_s = report.pace.get("harakah_s")
+    ctx = judged.context
+    # each madd's length in the reciter's own counts, as the madd validator measures it
+    madd = [[unit.index, round(float(ctx.counts(unit.index)), 2)] for unit, _ in ctx.units_with("madd")] if ctx else []
+    f0 = [None if not np.isfinite(x) else round(float(x), 1) for x in pitch.f0]
+    return {"spec": report.spec, "words": words, "phonemes": [[u.index, u.start, u.end] for u in units],
+            "pitch": {"start_s": round(float(pitch.times[0]), 3) if len(pitch) else 0.0, "step_s": 0.02, "f0": f0},
+            "tempo": round(sum(len(u.phonemes) for u in units) / speech_s, 3) if speech_s > 0 else None,
+            "harakah_s": harakah_s, "madd_harakat": madd, "duration_s": report.duration_s,
+            "verdicts": [w.verdict for w in report.words]}
+
+
+_MODEL = None
+
+
+def _measure(args: tuple[str, int, int, str | None]) -> tuple[int, int, dict | str]:
+    """One recording in a worker process (the model is loaded once per process)."""
+    global _MODEL
+    from .acoustic.registry import load_model
+    from .analyze import judge
+    from .audio import AudioError, decode_audio
+    from .audio.pitch import estimate_pitch
+    from .config import AnalyzeSettings
+    from .quran import UnknownAyahError
+    from .report.build import build_report
+
+    path, surah, ayah, model_name = args
+    if _MODEL is None:
+        _MODEL = load_model(model_name, threads=1)
+    try:
+        audio = decode_audio(path)
+        judged, samples, segments = judge(audio, f"{surah}:{ayah}", AnalyzeSettings(), _MODEL)
+    except (AudioError, UnknownAyahError) as exc:
+        return surah, ayah, str(exc)
+    if not judged.matches:
+        return surah, ayah, f"does not sound like {surah}:{ayah} (PER {judged.content.per:.0%})"
+    pitch = estimate_pitch(samples)
+    report = build_report(judged, samples=samples, segments=segments, model_name=_MODEL.name, profile="beginner",
+                          pitch=pitch)
+    return surah, ayah, features(report, pitch, judged) | {"audio": str(path)}
+
+
+def model_version(model_name: str | None = None) -> str:
+    """The key part that ties entries to the model that measured them (``iqrah-small-0.4.0``)."""
+    from .acoustic.registry import load_model
+
+    model = load_model(model_name, threads=1)
+    return f"{model.name}-{model.version}" if model.version else model.name
+
+
+def build_reciter(reciter: str, recordings: list[Recording], cache: Cache, *, model_name: str | None = None,
+                  jobs: int = 2, progress: Callable[[Recording, str | None], None] | None = None) -> dict:
+    """Measure every recording the cache does not hold yet; ``progress(recording, error)`` after
+    each. Returns counts: built, skipped (already there), failed (with the reasons)."""
+    version = model_version(model_name)
+    keys = {(r.surah, r.ayah): cache_key(version, slug(reciter), r.surah, r.ayah) for r in recordings}
+    todo = [r for r in recordings if cache.get(keys[r.surah, r.ayah]) is None]
+    counts = {"built": 0, "skipped": len(recordings) - len(todo), "failed": {}}
+    by_ayah = {(r.surah, r.ayah): r for r in todo}
+    work = [(str(r.path), r.surah, r.ayah, model_name) for r in todo]
+    results: Iterator = (map(_measure, work) if jobs <= 1
+                         else ProcessPoolExecutor(jobs).map(_measure, work, chunksize=1))
+    for surah, ayah, result in results:
+        recording = by_ayah[surah, ayah]
+        if isinstance(result, str):
+            counts["failed"][f"{surah}:{ayah}"] = result
+        else:
+            cache.put(keys[surah, ayah], result | {"reciter": reciter, "model": version})
+            counts["built"] += 1
+        if progress:
+            progress(recording, result if isinstance(result, str) else None)
+    return counts
+
+
+def reciter_entry(cache: Cache, reciter: str, surah: int, ayah: int, model_name: str | None = None) -> dict | None:
+    return cache.get(cache_key(model_version(model_name), slug(reciter), surah, ayah))
+
+
+def build_text_references(cache: Cache, settings=None, progress: Callable[[int, int], None] | None = None) -> int:
+    """The text reference of every ayah of the Quran into ``cache`` (6,236; the ones it holds are
+    read, not built again). Returns how many ayahs."""
+    from .config import RecitationSettings
+    from .quran import parse_spec
+    from .quran.reference import stored_reference
+    from .quran.text import SURAH_COUNT, ayah_count
+
+    settings = settings or RecitationSettings()
+    n = 0
+    for surah in range(1, SURAH_COUNT + 1):
+        for ayah in range(1, ayah_count(surah) + 1):
+            stored_reference(cache, parse_spec(f"{surah}:{ayah}"), settings)
+            n += 1
+        if progress:
+            progress(surah, n)
+    return n

@@ -1,0 +1,82 @@
+"""Reference reciters: ``iqrah reference build`` measures a reciter's recordings into the cache
+(real Husary recordings, the bundled model), resumes, and fills text references."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from iqrah.cache import SQLiteCache
+from iqrah.cli import app
+from iqrah.reciters import EVERYAYAH, find_recordings, reciter_entry, slug
+
+HUSARY = "Mahmoud Khalil Al-Husary"
+FILES = {"offline-tarteel-test-corpus-v3-ea-husary-010063.opus": (10, 63),
+         "offline-tarteel-test-corpus-v3-ea-husary-014020.opus": (14, 20)}
+
+
+@pytest.fixture(scope="module")
+def model_ok():
+    from iqrah.acoustic.onnx_model import bundled_model_path
+
+    if not bundled_model_path().is_file():
+        pytest.skip("the bundled acoustic model is not in this checkout")
+
+
+def test_everyayah_names_and_slugs():
+    assert EVERYAYAH.search("001002").groups() == ("001", "002")
+    assert EVERYAYAH.search("offline-ea-husary-026122").groups() == ("026", "122")
+    assert EVERYAYAH.search("1234567") is None and EVERYAYAH.search("track01") is None
+    assert slug("Mahmoud Khalil Al-Husary") == "mahmoud-khalil-al-husary"
+
+
+def test_reference_build_measures_a_reciter_and_resumes(model_ok, recitations, tmp_path):
+    folder = tmp_path / "husary"
+    folder.mkdir()
+    for name, (surah, ayah) in FILES.items():
+        (folder / f"{surah:03d}{ayah:03d}.opus").symlink_to(recitations / "train" / name)
+    (folder / "notes.txt").write_text("not audio")
+    assert [(r.surah, r.ayah) for r in find_recordings(folder)] == [(10, 63), (14, 20)]
+    url = f"sqlite:///{tmp_path / 'cache.sqlite3'}"
+    runner = CliRunner()
+    result = runner.invoke(app, ["reference", "build", "--reciter", HUSARY, "--audio-dir", str(folder),
+                                 "--cache", url, "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "2 built, 0 already" in result.output
+    cache = SQLiteCache(tmp_path / "cache.sqlite3")
+    entry = reciter_entry(cache, HUSARY, 10, 63)
+    assert entry["spec"] == "10:63" and entry["reciter"] == HUSARY and entry["model"].startswith("iqrah-small")
+    assert [w[0] for w in entry["words"]] == [0, 1, 2, 3]
+    assert all(a[2] <= b[1] + 1e-6 for a, b in zip(entry["words"], entry["words"][1:]))  # in order
+    assert 3 < entry["tempo"] < 15  # phonemes per second of speech
+    assert 0.1 < entry["harakah_s"] < 0.4
+    assert entry["madd_harakat"] and all(1 < h < 4 for _, h in entry["madd_harakat"])  # natural madds: about 2
+    f0 = [x for x in entry["pitch"]["f0"] if x is not None]
+    assert len(f0) > 100 and 70 < sorted(f0)[len(f0) // 2] < 250  # a man's voice
+    assert entry["audio"].endswith("010063.opus")
+    again = runner.invoke(app, ["reference", "build", "--reciter", HUSARY, "--audio-dir", str(folder),
+                                "--cache", url, "--jobs", "1"])
+    assert again.exit_code == 0 and "0 built, 2 already" in again.output
+
+
+def test_reference_build_reports_bad_input(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["reference", "build"])
+    assert result.exit_code == 2 and "--reciter" in result.output
+    result = runner.invoke(app, ["reference", "build", "--reciter", "x", "--audio-dir", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "is not a folder" in result.output
+    result = runner.invoke(app, ["reference", "build", "--reciter", "x", "--audio-dir", str(tmp_path),
+                                 "--cache", f"sqlite:///{tmp_path / 'c.sqlite3'}"])
+    assert result.exit_code == 2 and "no single-ayah recordings" in result.output
+    result = runner.invoke(app, ["reference", "build", "--all", "--cache", "memcached://x"])
+    assert result.exit_code == 2 and "unknown cache address" in result.output
+
+
+def test_text_references_of_every_ayah_go_to_the_cache(tmp_path, monkeypatch):
+    import iqrah.quran.text as text
+    from iqrah.reciters import build_text_references
+
+    monkeypatch.setattr(text, "SURAH_COUNT", 1)  # surah 1 here (7 ayahs); --all does all 114
+    cache = SQLiteCache(tmp_path / "c.sqlite3")
+    assert build_text_references(cache) == 7 and cache.misses == 7
+    assert build_text_references(cache) == 7 and cache.hits == 7
