@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from iqrah.cache import SQLiteCache
 from iqrah.cli import app
-from iqrah.reciters import EVERYAYAH, find_recordings, reciter_entry, slug
+from iqrah.reciters import EVERYAYAH, find_recordings, model_version, reciter_entry, slug
 
 HUSARY = "Mahmoud Khalil Al-Husary"
 FILES = {"offline-tarteel-test-corpus-v3-ea-husary-010063.opus": (10, 63),
@@ -44,7 +44,7 @@ def test_reference_build_measures_a_reciter_and_resumes(model_ok, recitations, t
     assert result.exit_code == 0, result.output
     assert "2 built, 0 already" in result.output
     cache = SQLiteCache(tmp_path / "cache.sqlite3")
-    entry = reciter_entry(cache, HUSARY, 10, 63)
+    entry = reciter_entry(cache, HUSARY, 10, 63, model_version())
     assert entry["spec"] == "10:63" and entry["reciter"] == HUSARY and entry["model"].startswith("iqrah-small")
     assert [w[0] for w in entry["words"]] == [0, 1, 2, 3]
     assert all(a[2] <= b[1] + 1e-6 for a, b in zip(entry["words"], entry["words"][1:]))  # in order
@@ -80,3 +80,18 @@ def test_text_references_of_every_ayah_go_to_the_cache(tmp_path, monkeypatch):
     cache = SQLiteCache(tmp_path / "c.sqlite3")
     assert build_text_references(cache) == 7 and cache.misses == 7
     assert build_text_references(cache) == 7 and cache.hits == 7
+
+
+def test_engine_compares_with_a_built_reciter(model_ok, recitations, tmp_path):
+    import iqrah
+    from iqrah.reciters import Recording, build_reciter
+
+    path = recitations / "train" / "offline-tarteel-test-corpus-v3-ea-husary-010063.opus"
+    cache = SQLiteCache(tmp_path / "c.sqlite3")
+    build_reciter(HUSARY, [Recording(path, 10, 63)], cache, jobs=1)
+    engine = iqrah.Engine(threads=1, cache=cache)
+    report = engine.analyze(path, "10:63", reciter=HUSARY)
+    assert report.prosody.reciter == HUSARY and report.prosody.scores.tempo > 95
+    with pytest.raises(LookupError, match="no recording of 10:64 by"):
+        engine.analyze(path, "10:64", reciter=HUSARY)
+    assert engine.stream("10:63", reciter=HUSARY).reciter[0] == HUSARY

@@ -18,13 +18,14 @@ from .align.words import align_reference
 from .assess.content import ContentResult, Heard, add_alignment_repeats, add_badly_fitting_words, check_content
 from .assess.findings import AssessmentContext
 from .assess.judge import Judgement, run_validators, shift
+from .assess.prosody import Contour, compare, prosody_applies, spans_of
 from .audio import SAMPLE_RATE, AudioError, AudioLimitError, SpeechSegment, decode_audio, speech_segments
 from .audio.energy import SoundEdges, voice_by_energy
 from .audio.pitch import Pitch, estimate_pitch
 from .config import AnalyzeSettings
 from .quran import Reference, build_reference, parse_spec
 from .quran.text import has_separate_basmala
-from .report.build import build_report
+from .report.build import build_report, prosody
 from .report.schema import Report
 from .stopwatch import Stopwatch
 
@@ -36,9 +37,11 @@ EDGE_S = 0.3  # audio kept around the speech the VAD found
 
 def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
             settings: AnalyzeSettings | None = None, model: AcousticModel | None = None, *,
-            pitch: Pitch | None = None) -> Report:
+            pitch: Pitch | None = None, reciter: tuple[str, dict] | None = None) -> Report:
     """Assess a recitation of ``ayah_spec``. ``audio``: a path, file bytes, or 16 kHz float samples;
-    ``pitch``: ``estimate_pitch`` of those samples, when the caller has it already (a stream).
+    ``pitch``: ``estimate_pitch`` of those samples, when the caller has it already (a stream);
+    ``reciter``: (name, entry) of a reference reciter for this ayah (``iqrah.reciters``): the
+    report then compares tempo, rhythm and melody with theirs (``Report.prosody``).
 
     Raises AudioError for unusable audio (including no speech) and UnknownAyahError for specs.
     """
@@ -55,6 +58,11 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
     with clock.stage("report"):
         report = build_report(judged, samples=samples, segments=segments, model_name=model.name,
                               profile=settings.profile, pitch=pitch)
+    if reciter is not None and judged.aligned is not None and prosody_applies(judged.reference, reciter[1]):
+        with clock.stage("prosody"):
+            words, phonemes = spans_of(report.words)
+            result = compare(reciter[0], words, phonemes, Contour.from_pitch(pitch), reciter[1])
+            report.prosody = prosody(result, judged.reference)
     report.timings_ms = clock.ms
     return report
 

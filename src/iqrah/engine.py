@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .acoustic.base import AcousticModel
+from .cache import Cache
 from .config import AnalyzeSettings, RecitationSettings
 from .report.schema import Report
 from .stream import StreamingAnalyzer
@@ -21,7 +22,10 @@ class Engine:
     for ``analyze``; each ``stream`` is one recitation's own object."""
 
     def __init__(self, model: str | AcousticModel | None = None, *, live_model: str | AcousticModel | None = None,
-                 settings: AnalyzeSettings | None = None, threads: int = 0):
+                 settings: AnalyzeSettings | None = None, threads: int = 0, cache: str | Cache | None = None):
+        """``cache``: the reference cache (``iqrah.cache.open_cache`` address or object) that
+        holds the reference reciters ``iqrah reference build`` measured; default: IQRAH_CACHE,
+        else the SQLite file under the user's data folder, opened when a reciter is asked for."""
         from .acoustic.registry import live_model_name, load_model
 
         self.model = model if isinstance(model, AcousticModel) else load_model(model, threads=threads)
@@ -30,21 +34,42 @@ class Engine:
         self.live_model = (live_model if isinstance(live_model, AcousticModel)
                            else load_model(live_model, threads=threads) if live_model else self.model)
         self.settings = settings or AnalyzeSettings()
+        self._cache = cache
 
     def analyze(self, audio: str | Path | bytes | np.ndarray, ayah: str, *,
-                recitation: RecitationSettings | None = None) -> Report:
+                recitation: RecitationSettings | None = None, reciter: str | None = None) -> Report:
         """Judge a whole recording (a path, file bytes, or 16 kHz mono float samples) of ``ayah``
-        (``"1:2"``, ``"2:255-257"``, ``"2:255:3-5"``). Raises ``AudioError`` for unusable audio
-        and ``UnknownAyahError`` for a spec that names no ayah."""
+        (``"1:2"``, ``"2:255-257"``, ``"2:255:3-5"``); ``reciter``: a reference reciter to compare
+        tempo, rhythm and melody with (``Report.prosody``). Raises ``AudioError`` for unusable
+        audio, ``UnknownAyahError`` for a spec that names no ayah, and ``LookupError`` for a
+        reciter the cache holds no recording of this ayah of."""
         from .analyze import analyze
 
-        return analyze(audio, ayah, self._settings(recitation), self.model)
+        return analyze(audio, ayah, self._settings(recitation), self.model, reciter=self._reciter(reciter, ayah))
 
-    def stream(self, ayah: str, *, recitation: RecitationSettings | None = None) -> StreamingAnalyzer:
+    def stream(self, ayah: str, *, recitation: RecitationSettings | None = None,
+               reciter: str | None = None) -> StreamingAnalyzer:
         """A live assessment of one recitation of ``ayah``: ``feed(samples)`` returns events
         (words and violations as they are judged), ``flush()`` and ``finish()`` end it (the
         final report, by the same judge as ``analyze``)."""
-        return StreamingAnalyzer(ayah, self._settings(recitation), self.live_model, final_model=self.model)
+        return StreamingAnalyzer(ayah, self._settings(recitation), self.live_model, final_model=self.model,
+                                 reciter=self._reciter(reciter, ayah))
+
+    def _reciter(self, name: str | None, ayah: str) -> tuple[str, dict] | None:
+        if name is None:
+            return None
+        from .cache import open_cache
+        from .quran import parse_spec
+        from .reciters import model_key, reciter_entry
+
+        if not isinstance(self._cache, Cache):
+            self._cache = open_cache(self._cache)
+        spec = parse_spec(ayah)
+        entry = reciter_entry(self._cache, name, spec.surah, spec.ayah, model_key(self.model))
+        if entry is None:
+            raise LookupError(f"the cache holds no recording of {spec.surah}:{spec.ayah} by {name}: "
+                              f"run iqrah reference build --reciter {name!r} --audio-dir ...")
+        return name, entry
 
     def _settings(self, recitation: RecitationSettings | None) -> AnalyzeSettings:
         if recitation is None:

@@ -106,12 +106,16 @@ def _measure(args: tuple[str, int, int, str | None]) -> tuple[int, int, dict | s
     return surah, ayah, features(report, pitch, judged) | {"audio": str(path)}
 
 
-def model_version(model_name: str | None = None) -> str:
+def model_key(model) -> str:
     """The key part that ties entries to the model that measured them (``iqrah-small-0.4.0``)."""
+    return f"{model.name}-{model.version}" if model.version else model.name
+
+
+def model_version(model_name: str | None = None) -> str:
+    """``model_key`` of a model named as ``load_model`` takes names."""
     from .acoustic.registry import load_model
 
-    model = load_model(model_name, threads=1)
-    return f"{model.name}-{model.version}" if model.version else model.name
+    return model_key(load_model(model_name, threads=1))
 
 
 def build_reciter(reciter: str, recordings: list[Recording], cache: Cache, *, model_name: str | None = None,
@@ -138,8 +142,9 @@ def build_reciter(reciter: str, recordings: list[Recording], cache: Cache, *, mo
     return counts
 
 
-def reciter_entry(cache: Cache, reciter: str, surah: int, ayah: int, model_name: str | None = None) -> dict | None:
-    return cache.get(cache_key(model_version(model_name), slug(reciter), surah, ayah))
+def reciter_entry(cache: Cache, reciter: str, surah: int, ayah: int, model: str) -> dict | None:
+    """What ``build_reciter`` stored for this ayah, measured by ``model`` (a ``model_key``)."""
+    return cache.get(cache_key(model, slug(reciter), surah, ayah))
 
 
 def build_text_references(cache: Cache, settings=None, progress: Callable[[int, int], None] | None = None) -> int:

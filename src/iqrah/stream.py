@@ -42,12 +42,14 @@ from .analyze import analyze
 from .assess.content import Heard
 from .assess.findings import AssessmentContext
 from .assess.judge import run_validators, word_content, word_verdict
+from .assess.prosody import Contour, compare_word, prosody_applies
 from .audio import SAMPLE_RATE, AudioError, AudioLimitError, VadStream
 from .audio.energy import PAUSE_MARGIN_DB, SoundEdges, voice_by_energy
 from .audio.pitch import Pitch, PitchTracker, pitch_summary
 from .config import AnalyzeSettings
 from .quran import build_reference, parse_spec
 from .report.build import violation
+from .report.feedback import prosody_feedback
 from .stopwatch import Stopwatch
 
 END_PAD_LEVEL = 0.01  # the quiet appended to a window: noise at 1 % of the window's RMS
@@ -81,6 +83,7 @@ class WordState:
 class StreamingAnalyzer:
     def __init__(self, spec: str, settings: AnalyzeSettings | None = None,
                  model: AcousticModel | None = None, *, final_model: AcousticModel | None = None,
+                 reciter: tuple[str, dict] | None = None,
                  step_s: float = 0.25, context_words: int = 2,
                  margin_s: float = 0.3, revise_s: float = 0.04, max_window_s: float = 20.0,
                  end_pad_s: float = 0.3, settle_s: float = 0.5, model_context_s: float = 1.5):
@@ -98,6 +101,8 @@ class StreamingAnalyzer:
         self.reference = build_reference(self.spec, self.settings.recitation,
                                          include_basmala=self.settings.basmala == "yes")
         self.model = model
+        # a reference reciter (name, entry of this ayah): each word event compares with theirs
+        self.reciter = reciter if reciter and prosody_applies(self.reference, reciter[1]) else None
         self.step_s, self.context_words, self.margin_s = step_s, context_words, margin_s
         self.revise_s, self.max_window_s = revise_s, max_window_s
         self.end_pad_s, self.settle_s, self.model_context_s = end_pad_s, settle_s, model_context_s
@@ -196,7 +201,8 @@ class StreamingAnalyzer:
         """End of the recitation: the final report, and corrections to what was sent."""
         self.finished = True
         audio = self.audio()
-        report = analyze(audio, str(self.spec), self.settings, self.final_model, pitch=self.pitch)
+        report = analyze(audio, str(self.spec), self.settings, self.final_model, pitch=self.pitch,
+                         reciter=self.reciter)
         self._clock.ms = dict(report.timings_ms)
         events = []
         for word in report.words:
@@ -430,10 +436,26 @@ class StreamingAnalyzer:
         word = self.reference.words[state.index]
         units = [{"index": u.index, "phonemes": u.phonemes, "rules": [r.tag for r in u.rules]}
                  for u in self.reference.word_units(state.index)]
-        return Event("word", {"index": state.index, "text": word.text, "start": round(state.start, 3),
-                              "end": round(state.end, 3), "verdict": state.verdict, "phonemes": units,
-                              "revision": state.revision,
-                              "pitch": pitch_summary(self.pitch, state.start, state.end)}, self._ms())
+        data = {"index": state.index, "text": word.text, "start": round(state.start, 3),
+                "end": round(state.end, 3), "verdict": state.verdict, "phonemes": units,
+                "revision": state.revision, "pitch": pitch_summary(self.pitch, state.start, state.end)}
+        if self.reciter is not None:
+            data["prosody"] = self._prosody(state)
+        return Event("word", data, self._ms())
+
+    def _prosody(self, state: WordState) -> dict | None:
+        """The word against the reference reciter's, by the code the final report uses."""
+        if self.reciter is None:
+            return None
+        name, entry = self.reciter
+        spans = {int(i): (s, e) for i, s, e in entry["words"]}
+        if state.index not in spans:
+            return None
+        word = compare_word(state.index, (state.start, state.end), Contour.from_pitch(self.pitch),
+                            spans[state.index], Contour.from_entry(entry["pitch"]))
+        text = self.reference.words[state.index].text
+        return word.to_dict() | {"reciter": name,
+                                 "feedback": [prosody_feedback(f, text).model_dump() for f in word.findings]}
 
     def _partial_if_due(self) -> list[Event]:
         return [self._partial()] if self._samples - self._last_partial >= SAMPLE_RATE else []

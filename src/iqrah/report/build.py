@@ -8,10 +8,13 @@ import numpy as np
 
 from ..assess.findings import RuleFinding
 from ..assess.judge import Judgement, word_verdict
+from ..assess.prosody import ProsodyResult, WordProsody
 from ..audio import SAMPLE_RATE, SpeechSegment
 from ..audio.pitch import Pitch, pitch_summary
 from . import feedback, scoring
-from .schema import ContentError, Gate, PhonemeResult, Report, SifaResult, Violation, WordPitch, WordResult
+from .schema import (ContentError, Gate, PhonemeResult, Prosody, ProsodyScores, Report, SifaResult, Violation,
+                     WordPitch, WordResult)
+from .schema import WordProsody as WordProsodyModel
 
 
 def violation(finding: RuleFinding) -> Violation:
@@ -95,3 +98,16 @@ def _content_errors(judged: Judgement) -> list[ContentError]:
 def _word_pitch(pitch: Pitch | None, timing) -> WordPitch | None:
     summary = pitch_summary(pitch, timing.start, timing.end) if pitch is not None and timing else None
     return WordPitch(**summary) if summary else None
+
+
+def word_prosody(word: WordProsody) -> WordProsodyModel:
+    return WordProsodyModel(**word.to_dict())
+
+
+def prosody(result: ProsodyResult, reference) -> Prosody:
+    """The prosody comparison as the learner reads it, with a feedback line per finding."""
+    data = result.to_dict()
+    lines = [feedback.prosody_feedback(f, reference.words[w.index].text) for w in result.words for f in w.findings]
+    return Prosody(reciter=result.reciter, tempo_ratio=data["tempo_ratio"], npvi=data["npvi"],
+                   scores=ProsodyScores(**result.scores), words=[word_prosody(w) for w in result.words],
+                   feedback=lines)

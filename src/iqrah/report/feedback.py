@@ -49,6 +49,22 @@ def rule_feedback(finding: RuleFinding) -> Feedback:
     return Feedback(en=en.format(**values), ar=ar.format(**values))
 
 
+PROSODY_TEMPLATES = {
+    "rushed": ("You rushed «{word}»: give it the time the reference reciter gives it.",
+               "أسرعت في «{word}»: أعطها من الوقت ما يعطيها القارئ."),
+    "slow": ("You drew out «{word}» longer than the reference reciter.", "أطلت «{word}» أكثر من القارئ."),
+    "falls_where_reference_rises": ("Your voice fell on «{word}» where the reference rises.",
+                                    "انخفض صوتك في «{word}» حيث يرتفع صوت القارئ."),
+    "rises_where_reference_falls": ("Your voice rose on «{word}» where the reference falls.",
+                                    "ارتفع صوتك في «{word}» حيث ينخفض صوت القارئ."),
+}
+
+
+def prosody_feedback(finding: str, word: str) -> Feedback:
+    en, ar = PROSODY_TEMPLATES[finding]
+    return Feedback(en=en.format(word=word), ar=ar.format(word=word))
+
+
 def content_feedback(kind: str, word: str) -> Feedback:
     en, ar = CONTENT_TEMPLATES[kind]
     return Feedback(en=en.format(word=word), ar=ar.format(word=word))

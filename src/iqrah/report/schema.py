@@ -96,6 +96,32 @@ class Gate(BaseModel):
     path: Literal["assessed", "content_mismatch"]
 
 
+class WordProsody(BaseModel):
+    index: int
+    tempo_ratio: float | None = Field(description="the word's duration over the reference reciter's (> 1: slower)")
+    melody_st: float | None = Field(description="mean distance of the key-free pitch contours (DTW), semitones")
+    turn_st: list[float] | None = Field(description="rise (+) or fall (-) over the word: [reference, learner]")
+    findings: list[str] = Field(description="rushed, slow, falls_where_reference_rises, rises_where_reference_falls")
+
+
+class ProsodyScores(BaseModel):
+    tempo: float | None
+    rhythm: float | None
+    melody: float | None
+    overall: float | None
+
+
+class Prosody(BaseModel):
+    """Tempo, rhythm and melody against a reference reciter: guidance, not part of the scores."""
+
+    reciter: str
+    tempo_ratio: float | None = Field(description="the learner's speaking time over the reference's")
+    npvi: list[float | None] = Field(description="rhythm (nPVI of phoneme durations): [learner, reference]")
+    scores: ProsodyScores
+    words: list[WordProsody]
+    feedback: list[Feedback] = []
+
+
 class Report(BaseModel):
     version: str = REPORT_VERSION
     spec: str
@@ -108,4 +134,5 @@ class Report(BaseModel):
     scores: Scores
     gate: Gate
     pace: dict[str, float] = Field(default_factory=dict, description="harakah length and how it was measured")
+    prosody: Prosody | None = Field(default=None, description="against a reference reciter, when one was chosen")
     timings_ms: dict[str, float] = Field(default_factory=dict)
