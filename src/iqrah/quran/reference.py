@@ -128,13 +128,20 @@ def use_reference_cache(cache) -> None:
 def _cached_reference(spec: AyahSpec, settings: RecitationSettings, include_basmala: bool) -> Reference:
     if _store is None:
         return _phonetize(spec, settings, include_basmala)
+    return stored_reference(_store, spec, settings, include_basmala)
+
+
+def stored_reference(store, spec: AyahSpec, settings: RecitationSettings, include_basmala: bool = False) -> Reference:
+    """The Reference from ``store`` (an ``iqrah.cache.Cache``), phonetized and stored there if it
+    is not yet. Keyed by the phonetizer's version and the settings: a new phonetizer never
+    reads what an old one wrote."""
     from importlib.metadata import version
 
     from ..cache import cache_key, settings_tag
 
     ayahs = f"{spec}{'+basmala' if include_basmala else ''}".split(":", 1)[1]
     key = cache_key(f"qt{version('quran-transcript')}", settings_tag(settings), spec.surah, ayahs)
-    return Reference.from_dict(_store.get_or_build(key, lambda: _phonetize(spec, settings, include_basmala).to_dict()))
+    return Reference.from_dict(store.get_or_build(key, lambda: _phonetize(spec, settings, include_basmala).to_dict()))
 
 
 def _phonetize(spec: AyahSpec, settings: RecitationSettings, include_basmala: bool) -> Reference:
