@@ -18,6 +18,8 @@ class Metrics:
                                        buckets=BUCKETS_S, registry=self.registry)
         self.connections = Gauge("iqrah_active_connections", "Open /ws/stream connections on this server",
                                  registry=self.registry)
+        self.streams = Gauge("iqrah_active_streams", "Connections with a stream started (limited by "
+                             "max_connections)", registry=self.registry)
         self.step = Histogram("iqrah_stream_step_seconds", "New audio per streaming step (grows with load)",
                               buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0), registry=self.registry)
         self.batch = Histogram("iqrah_model_batch_size", "Acoustic model calls run together in one batch",
@@ -28,6 +30,17 @@ class Metrics:
                               registry=self.registry)
         self.analyses = Counter("iqrah_http_analyses_total", "POST /api/analyze requests by outcome",
                                 ["outcome"], registry=self.registry)
+
+        self.cache = Counter("iqrah_cache_requests_total", "Reference cache gets by result", ["result"],
+                             registry=self.registry)
+        self.cache_latency = Histogram("iqrah_cache_get_seconds", "Time of one reference cache get",
+                                       buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+                                       registry=self.registry)
+
+    def observe_cache_get(self, hit: bool, seconds: float) -> None:
+        """A reference cache get (``Cache.on_get``)."""
+        self.cache.labels("hit" if hit else "miss").inc()
+        self.cache_latency.observe(seconds)
 
     def observe_stages(self, stage_ms: dict[str, float]) -> None:
         for name, ms in stage_ms.items():
