@@ -258,3 +258,18 @@ def test_the_cached_frozen_layers_train_the_same_model(tmp_path, monkeypatch):
             whole = model(feats)[0]
             assert int(lens[i]) == int(model.encoder(feats).shape[1])
             assert torch.allclose(from_cache[i, : whole.shape[0]], whole, atol=2e-2)
+
+
+def test_hidden_frames_masked_in_spans_within_each_item():
+    """--hidden-mask: about the share asked for, only valid frames, replaced by the item's mean."""
+    from iqrah_train.loop import mask_frames
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 2000, 8)
+    lengths = torch.tensor([2000, 800, 10])
+    y = mask_frames(x, lengths, 0.15)
+    changed = (y != x).any(-1)
+    assert 0.1 < changed[0].float().mean() < 0.2 and 0.1 < changed[1, :800].float().mean() < 0.2
+    assert not changed[1, 800:].any()
+    assert torch.allclose(y[1][changed[1]][0], x[1, :800].mean(0))
+    assert torch.equal(mask_frames(x, lengths, 0.0), x)

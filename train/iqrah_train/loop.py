@@ -104,6 +104,9 @@ def main(argv=None):
                          "[train] extra's packages)")
     ap.add_argument("--init", type=Path, default=None,
                     help="start from the weights of this checkpoint (a previous stage; fresh optimizer and schedule)")
+    ap.add_argument("--hidden-mask", type=float, default=0.0,
+                    help="--cached: share of the frozen layers' frames hidden in training (spans of 100 ms, "
+                         "set to the utterance's mean): SpecAugment's time masks where no waveform is augmented")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -240,6 +243,8 @@ def main(argv=None):
             for g in opt.param_groups:
                 g["lr"] = lr
             torch.manual_seed(args.seed * 1_000_003 + step)  # dropout masks reproducible on resume
+            if args.cached and args.hidden_mask > 0:
+                x = mask_frames(x, xlens, args.hidden_mask)
             logp = (forward or model)(x, xlens)
             olens = frames_of(xlens)
             loss = ctc(logp.transpose(0, 1), y, olens, ylens)
@@ -285,6 +290,20 @@ def main(argv=None):
            f"{state['audio_seconds'] / 3600:.1f} h of audio seen -> {ckpt_path}")
     logf.write(msg + "\n")
     print(msg, flush=True)
+
+
+def mask_frames(x: torch.Tensor, lengths: torch.Tensor, share: float, span: int = 5) -> torch.Tensor:
+    """About ``share`` of each item's valid frames, in spans of ``span``, replaced by the item's mean
+    frame (time masking on features that are not log-mel). Drawn from torch's generator."""
+    b, t, _ = x.shape
+    valid = torch.arange(t)[None, :] < lengths[:, None]
+    starts = (torch.rand(b, t) < share / span) & valid
+    hidden = torch.zeros(b, t, dtype=torch.bool)
+    for k in range(span):
+        hidden[:, k:] |= starts[:, : t - k]
+    hidden &= valid
+    mean = (x * valid[:, :, None]).sum(1, keepdim=True) / lengths.clamp(min=1)[:, None, None]
+    return torch.where(hidden[:, :, None], mean.expand_as(x), x)
 
 
 if __name__ == "__main__":
