@@ -115,3 +115,17 @@ def test_word_timings_say_whether_they_are_a_segmentation(recitations, tmp_path)
 def test_eval_refuses_a_missing_manifest(tmp_path):
     result = CliRunner().invoke(app, ["eval", "accuracy", "--manifest", str(tmp_path / "none.csv")])
     assert result.exit_code == 2
+
+
+def test_time_stretch_any_length_and_factor():
+    """WSOLA never reads past the end of the signal (a frame's natural continuation near the end
+    once did: a ValueError for some lengths at factor 2^(3/12))."""
+    import numpy as np
+
+    from iqrah.evaluate.tsm import time_stretch
+
+    rng = np.random.default_rng(0)
+    for n in range(16000, 16400, 7):
+        x = rng.standard_normal(n).astype(np.float32)
+        for factor in (2 ** (3 / 12), 1.25, 0.8):
+            assert time_stretch(x, factor).size == round(n * factor)

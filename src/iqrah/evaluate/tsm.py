@@ -31,7 +31,8 @@ def time_stretch(x: np.ndarray, factor: float, sample_rate: int = SAMPLE_RATE,
     prev = 0
     for k in range(out_len // synth_hop + 1):
         centre = int(k * ana_hop) + tol
-        if centre + n + tol > padded.size:
+        # the frame and its search span, and the natural continuation of the last frame, must fit
+        if centre + n + tol > padded.size or prev + synth_hop + n > padded.size:
             break
         if k == 0:
             start = centre
