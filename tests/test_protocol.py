@@ -40,7 +40,9 @@ def test_start_is_validated():
     for bad, code in [({"surah": "x"}, p.UNKNOWN_AYAH), ({"sample_rate": 11025}, p.BAD_AUDIO_FORMAT),
                       ({"encoding": "opus"}, p.BAD_AUDIO_FORMAT), ({"session_id": 5}, p.SESSION_NOT_FOUND),
                       ({"settings": {"madd_aared": "long"}}, p.BAD_SETTINGS), ({"surah": True}, p.UNKNOWN_AYAH),
-                      ({"ayah": 1.5}, p.UNKNOWN_AYAH), ({"ayah_end": [3]}, p.UNKNOWN_AYAH)]:
+                      ({"ayah": 1.5}, p.UNKNOWN_AYAH), ({"ayah_end": [3]}, p.UNKNOWN_AYAH),
+                      ({"encoding": []}, p.BAD_AUDIO_FORMAT),  # found by tests/test_fuzz.py (was a TypeError)
+                      ({"resume_token": 7}, p.SESSION_NOT_FOUND)]:
         data = {"protocol": "1.0", "surah": 1, "ayah": 1, "sample_rate": 16000, **bad}
         with pytest.raises(p.ProtocolError) as exc:
             p.parse_start(data)

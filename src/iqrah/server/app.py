@@ -7,22 +7,20 @@ the shared state of one server process (model, thread pool, session store, metri
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
-from functools import partial
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
-from fastapi import FastAPI, File, Form, UploadFile, WebSocket
+from fastapi import FastAPI, File, Form, Request, UploadFile, WebSocket
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import ValidationError
 from threadpoolctl import threadpool_limits
 
 from ..acoustic.batching import BatchingModel
@@ -32,35 +30,23 @@ from ..config import RecitationSettings
 from ..quran import UnknownAyahError, build_reference
 from ..quran.names import SURAH_NAMES_EN
 from ..quran.text import SURAH_COUNT, ayah_count, surah_name_ar
+from . import protocol as p
+from .access import AccessMiddleware, client_id, key_from
+from .config import ServerConfig
+from .http_limits import FORM_OVERHEAD_BYTES, BodyLimitMiddleware, BodyRefused, refusal
+from .limits import ClientLimits
 from .metrics import Metrics
+from .reports import FairPool
 from .sessions import SessionStore, make_store
 from .ws import StreamSession
+
+__all__ = ["ServerConfig", "ServerState", "create_app"]
 
 STEP_S = 0.25  # new audio per stream step on an idle server
 MAX_STEP_S = 2.0  # ... and on a busy one
 TARGET_BUSY = 0.6  # the share of time the inference threads may work before steps grow
 MAX_BATCH = 4  # model calls run together at most (a 2 s window: no gain past 4 on a CPU)
-
-
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name) or default)
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    """Limits and choices of one server process; defaults come from IQRAH_* environment variables
-    so that ``uvicorn --workers N`` processes share them."""
-
-    model: str | None = field(default_factory=lambda: os.environ.get("IQRAH_MODEL") or None)
-    # the model of live verdicts (None: the bundled live model beside the bundled default, else
-    # ``model``); ``model`` hears uploads and the final report of a stream
-    live_model: str | None = field(default_factory=lambda: os.environ.get("IQRAH_LIVE_MODEL") or None)
-    max_connections: int = field(default_factory=lambda: _env_int("IQRAH_MAX_CONNECTIONS", 100))
-    max_session_bytes: int = 50 * 2**20
-    max_upload_bytes: int = 25 * 2**20
-    ping_interval_s: float = 10.0
-    inference_threads: int = 2
-    redis_url: str | None = field(default_factory=lambda: os.environ.get("IQRAH_REDIS_URL") or None)
+UPLOAD_NICE = 10  # uploads' threads yield the cores to live work (finals, live steps) when contended
 
 
 class ServerState:
@@ -78,15 +64,23 @@ class ServerState:
         self.pool = ThreadPoolExecutor(max_workers=config.inference_threads, thread_name_prefix="iqrah-infer")
         if model is not None:
             self._use_models(model, live_model or model)
-        # whole-recording reports (the final of a stream, uploads) take 0.1-1 s each: they have
-        # a thread of their own, so live words do not queue behind them
-        self.report_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iqrah-report")
+        # whole-recording reports take 0.1 s to seconds each: they have threads of their own, so
+        # live words do not queue behind them, shared fairly between clients (reports.py); a
+        # stream's final never waits for an upload, and uploads run at a lower CPU priority
+        self.final_pool = FairPool(config.report_threads, "iqrah-final")
+        self.upload_pool = FairPool(config.upload_threads, "iqrah-upload", nice=UPLOAD_NICE)
+        # a stream's reference and analyzer (ms for an ayah, seconds for 2:2-286): threads of their
+        # own, so that no client's starts hold the threads that save every stream's session
+        # (asyncio's default executor)
+        self.start_pool = FairPool(2, "iqrah-start")
         self.store_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iqrah-store")
+        self.clients = ClientLimits(config)
         self.draining = asyncio.Event()
         self._busy_s = 0.0  # seconds the inference threads worked since _measured_at
         self._measured_at = time.perf_counter()
         self._step_s = STEP_S
-        self._active = 0
+        self._waiting: dict = {}  # connections without a stream (StreamSession -> None), oldest first
+        self._streams = 0  # connections with a stream started
         self._lock = threading.Lock()
 
     def load_model(self) -> None:
@@ -112,14 +106,21 @@ class ServerState:
             return
         self.pool = ThreadPoolExecutor(max_workers=self.config.inference_threads * MAX_BATCH,
                                        thread_name_prefix="iqrah-infer")
-        # the report thread's whole recordings count as a runner too, as without batching
+        # whole recordings (finals, uploads) count as a runner too, as without batching
         batching = BatchingModel(live_model, runners=self.config.inference_threads + 1, max_batch=MAX_BATCH,
                                  on_batch=self.metrics.batch.observe)
         self.model, self.live_model = (batching if model is live_model else model), batching
 
-    async def run_report(self, fn, *args):
-        """Run a whole-recording analysis in the report pool."""
-        return await asyncio.get_running_loop().run_in_executor(self.report_pool, partial(fn, *args))
+    async def run_final(self, client: str, fn, *args):
+        """A stream's final report, when the client's turn comes (reports.py)."""
+        return await self.final_pool.run(client, fn, *args)
+
+    async def run_upload(self, client: str, fn, *args):
+        return await self.upload_pool.run(client, fn, *args)
+
+    async def run_start(self, client: str, fn, *args):
+        """Build a stream's analyzer (its reference), when the client's turn comes."""
+        return await self.start_pool.run(client, fn, *args)
 
     async def run(self, fn, *args, **kwargs):
         """Run blocking work (model, alignment) in the inference pool."""
@@ -148,20 +149,60 @@ class ServerState:
             self._step_s = min(MAX_STEP_S, max(STEP_S, self._step_s * utilisation / TARGET_BUSY))
         return self._step_s
 
-    def admit(self) -> bool:
+    def admit(self, session, client: str) -> tuple[str, str] | None:
+        """Count a new connection, waiting until it starts a stream, or say why not: (error code,
+        close reason). A server whose streams are all taken refuses at once, as does a client over
+        its limits. Past ``max_pending`` connections waiting, the one that waited longest is
+        closed to make room: sockets that never start cannot keep newcomers out."""
+        config = self.config
+        oldest = None
         with self._lock:
-            if self.draining.is_set() or self._active >= self.config.max_connections:
-                return False
-            self._active += 1
-        self.metrics.connections.set(self._active)
+            if self.draining.is_set():
+                return p.SHUTTING_DOWN, "server restarting"
+            if self._streams >= config.max_connections:
+                return p.SERVER_BUSY, f"server busy: {config.max_connections} connections; try again shortly"
+            refused = self.clients.connect(client)
+            if refused is not None:
+                return p.RATE_LIMITED, refused
+            if self._waiting and len(self._waiting) >= config.max_pending:
+                oldest = next(iter(self._waiting))
+                del self._waiting[oldest]
+            self._waiting[session] = None
+        if oldest is not None:
+            oldest.make_room()
+        self._count_gauges()
         self._count_across_servers(self.store.connection_opened)
+        return None
+
+    def start_stream(self, session) -> bool:
+        """A waiting connection starts a stream, if the server has room for one more."""
+        with self._lock:
+            if self._streams >= self.config.max_connections:
+                return False
+            self._waiting.pop(session, None)
+            self._streams += 1
+        self._count_gauges()
         return True
 
-    def release(self) -> None:
+    def end_stream(self, session) -> None:
         with self._lock:
-            self._active = max(0, self._active - 1)
-        self.metrics.connections.set(self._active)
+            self._streams -= 1
+            self._waiting[session] = None
+        self._count_gauges()
+
+    def release(self, session, client: str, streaming: bool) -> None:
+        with self._lock:
+            if streaming:
+                self._streams -= 1
+            else:
+                self._waiting.pop(session, None)
+        self.clients.disconnect(client)
+        self._count_gauges()
         self._count_across_servers(self.store.connection_closed)
+
+    def _count_gauges(self) -> None:
+        self.metrics.connections.set(self.active)
+        self.metrics.streams.set(self._streams)
 
     def _count_across_servers(self, count) -> None:
         """Best effort and off the event loop: a slow or paused Redis must not stall the streams
@@ -176,19 +217,19 @@ class ServerState:
 
     @property
     def active(self) -> int:
-        return self._active
+        return len(self._waiting) + self._streams
+
+    @property
+    def streams(self) -> int:
+        return self._streams
+
+    def full(self) -> bool:
+        return self._streams >= self.config.max_connections
 
 
 def recitation_settings(madd_monfasel: int = 4, madd_mottasel: int = 4, madd_aared: int = 4) -> RecitationSettings:
     """Validated settings from a client; ValueError names the bad value."""
-    settings = RecitationSettings(madd_monfasel=madd_monfasel, madd_mottasel=madd_mottasel,
-                                  madd_mottasel_waqf=madd_mottasel, madd_aared=madd_aared)
-    try:
-        settings.to_moshaf()
-    except ValidationError as exc:
-        raise ValueError("invalid recitation settings: " + "; ".join(
-            f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from None
-    return settings
+    return RecitationSettings.from_madd(madd_monfasel, madd_mottasel, madd_aared)
 
 
 def _model_name(model) -> str:
@@ -208,11 +249,24 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
         yield
         state.draining.set()
         state.pool.shutdown(wait=False, cancel_futures=True)
-        state.report_pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (state.final_pool, state.upload_pool, state.start_pool):
+            pool.shutdown()
         state.store_pool.shutdown(wait=True)  # the last connection counts (each call times out in 2 s)
 
     app = FastAPI(title="iqrah", version="1.0", lifespan=lifespan)
     app.state.iqrah = state
+    # outermost last: CORS answers preflights, then the key check and security headers, then the
+    # request body limits
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_upload_bytes + FORM_OVERHEAD_BYTES,
+                       timeout_s=config.body_timeout_s)
+    app.add_middleware(AccessMiddleware, keys=config.api_keys)
+    if config.allowed_origins:  # else no CORS headers: browsers let only the page's own origin read replies
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.allowed_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+
+    @app.exception_handler(BodyRefused)
+    async def body_refused(request, exc: BodyRefused):
+        return refusal(exc)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request, exc: RequestValidationError):
@@ -223,20 +277,46 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
 
     @app.get("/health")
     async def health():
-        problems = []
+        """200 while the server can serve (status ok, full or degraded); 503 when it cannot (no
+        model, shutting down). ``full``: new streams are refused; ``store``: whether sessions
+        can be saved and resumed."""
+        fatal, reasons = [], []
         if state.model is None:
-            problems.append(f"model not loaded: {state.model_error or 'loading'}")
+            fatal.append(f"model not loaded: {state.model_error or 'loading'}")
+        if state.draining.is_set():
+            fatal.append("shutting down")
+        store = "memory"
         if config.redis_url:
             try:
                 await asyncio.to_thread(state.store.ping)
+                store = "ok"
             except Exception as exc:
-                problems.append(f"redis unreachable: {exc}")
+                store = "unreachable"
+                reasons.append(f"redis unreachable (streams go on, sessions cannot be resumed): {exc}")
+        full = state.full()
+        if full:
+            reasons.append(f"full: {state.streams} of {config.max_connections} streams")
+        body = {"status": "unavailable" if fatal else "degraded" if store == "unreachable" else "full" if full else "ok",
+                "reasons": fatal + reasons, "full": full, "store": store, "connections": state.active,
+                "streams": state.streams, "max_streams": config.max_connections}
+        if fatal:
+            return JSONResponse(body, status_code=503)
+        return body | {"model": _model_name(state.model), "live_model": _model_name(state.live_model)}
+
+    @app.get("/ready")
+    async def ready():
+        """Readiness, for a load balancer: 200 when a new stream would be accepted, else 503 (full,
+        shutting down, no model). /health stays 200 while the server is alive."""
+        reasons = []
+        if state.model is None:
+            reasons.append("model not loaded")
         if state.draining.is_set():
-            problems.append("shutting down")
-        if problems:
-            return JSONResponse({"status": "unavailable", "reasons": problems}, status_code=503)
-        return {"status": "ok", "connections": state.active, "model": _model_name(state.model),
-                "live_model": _model_name(state.live_model)}
+            reasons.append("shutting down")
+        if state.full():
+            reasons.append("full")
+        if reasons:
+            return JSONResponse({"ready": False, "reasons": reasons}, status_code=503)
+        return {"ready": True}
 
     @app.get("/metrics")
     async def metrics():
@@ -266,14 +346,18 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
         return JSONResponse(ref.to_dict())
 
     @app.post("/api/analyze")
-    async def api_analyze(file: UploadFile = File(...), ayah: str = Form(...), madd_monfasel: int = Form(4),
-                          madd_mottasel: int = Form(4), madd_aared: int = Form(4)):
+    async def api_analyze(request: Request, file: UploadFile = File(...), ayah: str = Form(...),
+                          madd_monfasel: int = Form(4), madd_mottasel: int = Form(4), madd_aared: int = Form(4)):
         def refuse(status, code, message):
             state.metrics.analyses.labels(code).inc()
             return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
         if state.model is None:
             return refuse(503, "model_unavailable", state.model_error or "the model is loading")
+        client = client_id(key_from(request.headers), config.api_keys, request.client.host if request.client else None)
+        limited = state.clients.upload(client)
+        if limited is not None:
+            return refuse(429, p.RATE_LIMITED, limited)
         data = await file.read(config.max_upload_bytes + 1)
         if len(data) > config.max_upload_bytes:
             return refuse(413, "file_too_large", f"uploads are limited to {config.max_upload_bytes // 2**20} MB")
@@ -283,7 +367,7 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
         except ValueError as exc:
             return refuse(422, "bad_settings", str(exc))
         try:
-            report = await state.run_report(analyze, data, ayah, settings, state.model)
+            report = await state.run_upload(client, analyze, data, ayah, settings, state.model)
         except UnknownAyahError as exc:
             return refuse(422, "unknown_ayah", str(exc))
         except AudioError as exc:

@@ -38,14 +38,19 @@ SHUTTING_DOWN = "shutting_down"
 TIMEOUT = "timeout"
 INTERNAL = "internal_error"
 BAD_SETTINGS = "bad_settings"
+TOO_FAST = "too_fast"
+IDLE_TIMEOUT = "idle_timeout"
+UNAUTHORIZED = "unauthorized"
+RATE_LIMITED = "rate_limited"
+SESSION_TAKEN = "session_taken_over"
 
 SETTINGS = {"madd_monfasel", "madd_mottasel", "madd_aared"}
 
 
 class ProtocolError(Exception):
-    def __init__(self, code: str, message: str, *, fatal: bool = False):
+    def __init__(self, code: str, message: str, *, fatal: bool = False, **extra):
         super().__init__(message)
-        self.code, self.message, self.fatal = code, message, fatal
+        self.code, self.message, self.fatal, self.extra = code, message, fatal, extra
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class Start:
     session_id: str | None
     words: str | None = None  # optional word span "3-7" inside one ayah
     settings: dict | None = None  # madd lengths: madd_monfasel, madd_mottasel, madd_aared
+    resume_token: str | None = None  # with session_id: the secret its ready message gave
 
     @property
     def spec(self) -> str:
@@ -109,18 +115,21 @@ def parse_start(data: dict) -> Start:
         raise ProtocolError(BAD_AUDIO_FORMAT, f"sample_rate {rate!r} is not supported: use one of "
                             f"{', '.join(map(str, SAMPLE_RATES))}")
     encoding = data.get("encoding", "pcm_s16le")
-    if encoding not in ENCODINGS:
+    if not isinstance(encoding, str) or encoding not in ENCODINGS:
         raise ProtocolError(BAD_AUDIO_FORMAT, f"encoding {encoding!r} is not supported: use pcm_s16le or f32le")
     session_id = data.get("session_id")
     if session_id is not None and (not isinstance(session_id, str) or not 0 < len(session_id) <= 64):
         raise ProtocolError(SESSION_NOT_FOUND, "session_id must be the string a ready message gave")
+    resume_token = data.get("resume_token")
+    if resume_token is not None and (not isinstance(resume_token, str) or not 0 < len(resume_token) <= 128):
+        raise ProtocolError(SESSION_NOT_FOUND, "resume_token must be the string a ready message gave")
     words = data.get("words")
     settings = data.get("settings")
     if settings is not None and (not isinstance(settings, dict) or not set(settings) <= SETTINGS
                                  or not all(isinstance(v, int) for v in settings.values())):
         raise ProtocolError(BAD_SETTINGS, f"settings may hold integer {', '.join(sorted(SETTINGS))}")
     return Start(surah, ayah, ayah_end, int(rate), encoding, session_id, str(words) if words else None,
-                 settings or None)
+                 settings or None, resume_token)
 
 
 def _integer(value) -> int:

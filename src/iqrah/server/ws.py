@@ -11,10 +11,14 @@ unsupported protocol, a session over its limits) close it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
+import secrets
 import time
 import uuid
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,10 +26,13 @@ import soxr
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..audio import SAMPLE_RATE, AudioError
+from ..config import RecitationSettings
 from ..quran import UnknownAyahError, parse_spec
 from ..stream import Event, StreamingAnalyzer
 from . import protocol as p
-from .sessions import from_pcm16, to_pcm16
+from .access import client_id, key_from, origin_allowed, valid_key
+from .limits import AudioPace
+from .sessions import SessionTaken, from_pcm16, to_pcm16
 
 if TYPE_CHECKING:
     from .app import ServerState
@@ -33,6 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("iqrah.server")
 
 STORE_EVERY_BYTES = 2 * SAMPLE_RATE  # store the session at least every second of audio (PCM16)
+# audio fed in one job at most: a client that sent a lot at once (a burst) gets several short jobs,
+# and the other sessions' jobs take turns with them in the inference pool
+MAX_FEED_SAMPLES = 4 * SAMPLE_RATE
 CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN, CLOSE_RESTART = 1000, 1001, 1008, 1013, 1012
 CLOSE_INTERNAL = 1011
 
@@ -50,25 +60,53 @@ class StreamSession:
         self.inbox_since = 0.0  # when its oldest chunk arrived
         self.feeding: asyncio.Task | None = None
         self.missed_pongs = 0
+        self.reading = False  # the loop waits for the next message (else it handles one: pongs wait)
         self.closed = False
+        config = server.config
+        self.pace = AudioPace(config.audio_pace, config.audio_burst_s)
+        self.last_activity = time.monotonic()  # of the last start, audio or stop (pongs do not count)
+        self.accepted_ms = 0.0  # of the recitation, as the client sent it (what a refusal resumes from)
+        self.refusing_until = 0.0  # after a too_fast, all audio is refused until then (no gaps)
+        self.owner = uuid.uuid4().hex  # this connection, as the session store knows its writer
+        self.token_hash: str | None = None  # of the session's resume token
+        key = key_from(ws.headers, ws.query_params)
+        self.authenticated = not config.api_keys or valid_key(key, config.api_keys)
+        self.key_given = key is not None
+        self.client = client_id(key, config.api_keys, ws.client.host if ws.client else None)
 
     # ---- lifecycle ----------------------------------------------------------------------
     async def run(self) -> None:
+        config = self.server.config
+        headers = self.ws.headers
+        if not origin_allowed(headers.get("origin"), headers.get("host"), config.allowed_origins) or (
+                self.key_given and not self.authenticated):
+            # refused during the handshake (HTTP 403): a page of another site, or a wrong key
+            self.server.metrics.errors.labels(p.UNAUTHORIZED).inc()
+            await self.ws.close(CLOSE_POLICY)
+            return
         await self.ws.accept()
-        if not self.server.admit():
-            await self.ws.close(CLOSE_TRY_AGAIN, reason=f"server busy: {self.server.config.max_connections} "
-                                "connections; try again shortly")
-            self.server.metrics.errors.labels(p.SERVER_BUSY).inc()
+        refused = self.server.admit(self, self.client)
+        if refused is not None:
+            code, reason = refused
+            await self.ws.close(CLOSE_TRY_AGAIN, reason=reason[:120])
+            self.server.metrics.errors.labels(code).inc()
             return
         pinger = asyncio.create_task(self._ping_loop())
         drain = asyncio.create_task(self.server.draining.wait())
         try:
             while not self.closed:
                 receive = asyncio.create_task(self.ws.receive())
-                done, _ = await asyncio.wait({receive, drain}, return_when=asyncio.FIRST_COMPLETED)
+                self.reading = True
+                done, _ = await asyncio.wait({receive, drain}, timeout=self._time_left(),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                self.reading = False
                 if drain in done:
                     receive.cancel()
                     await self._shutdown()
+                    break
+                if not done:
+                    receive.cancel()
+                    await self._idle_timeout()
                     break
                 msg = receive.result()
                 if msg["type"] == "websocket.disconnect":
@@ -80,7 +118,7 @@ class StreamSession:
                     elif msg.get("text") is not None:
                         await self._on_text(msg["text"], arrived)
                 except p.ProtocolError as exc:
-                    await self._error(exc.code, exc.message)
+                    await self._error(exc.code, exc.message, **exc.extra)
                     if exc.fatal:
                         await self._close(CLOSE_POLICY, exc.message)
         except WebSocketDisconnect:
@@ -90,12 +128,43 @@ class StreamSession:
         finally:
             pinger.cancel()
             drain.cancel()
-            self.server.release()
+            self.server.release(self, self.client, streaming=self.analyzer is not None)
             await asyncio.shield(self._settle_and_store())  # even when the connection task is cancelled
+
+    def _time_left(self) -> float | None:
+        """Seconds until this connection idles out: no start ``start_timeout_s`` after it opened
+        (or after its last stop), no audio ``idle_timeout_s`` into a stream."""
+        config = self.server.config
+        limit = config.idle_timeout_s if self.analyzer is not None else config.start_timeout_s
+        return None if limit <= 0 else max(0.0, self.last_activity + limit - time.monotonic())
+
+    async def _idle_timeout(self) -> None:
+        config = self.server.config
+        if self.analyzer is None:
+            await self._error(p.IDLE_TIMEOUT, f"no start within {config.start_timeout_s:g} s: closing")
+            await self._close(CLOSE_POLICY, "no start")
+            return
+        await self._settle_and_store()
+        await self._error(p.IDLE_TIMEOUT, f"no audio for {config.idle_timeout_s:g} s: closing; reconnect to resume",
+                          resumable=self.session_id is not None, session_id=self.session_id)
+        await self._close(CLOSE_GOING_AWAY, "idle")
+
+    def make_room(self) -> None:
+        """The server needs this waiting connection's place for a newer one: close it."""
+        async def close():
+            if self.analyzer is None:
+                await self._error(p.IDLE_TIMEOUT, "closed to make room for newer connections: send start as soon "
+                                  "as connected")
+                await self._close(CLOSE_TRY_AGAIN, "closed to make room")
+
+        self._making_room = asyncio.get_running_loop().create_task(close())  # (a task must be held)
 
     async def _ping_loop(self) -> None:
         while True:
             await asyncio.sleep(self.server.config.ping_interval_s)
+            if not self.reading:  # e.g. a long final report: the client's pongs wait to be read
+                self.missed_pongs = 0
+                continue
             if self.missed_pongs >= 2:
                 await self._error(p.TIMEOUT, "no pong to two pings: closing; reconnect to resume", resumable=True)
                 await self._close(CLOSE_GOING_AWAY, "ping timeout")
@@ -135,6 +204,11 @@ class StreamSession:
         start = p.parse_start(data)
         if self.analyzer is not None:
             raise p.ProtocolError(p.ALREADY_STARTED, "this connection has started already; send stop first")
+        if not self.authenticated:
+            if not valid_key(data.get("api_key"), self.server.config.api_keys):
+                raise p.ProtocolError(p.UNAUTHORIZED, "an API key is needed: the api_key field of start, the "
+                                      "api_key query parameter or an Authorization: Bearer header", fatal=True)
+            self.authenticated = True
         try:
             parse_spec(start.spec)
         except UnknownAyahError as exc:
@@ -147,22 +221,35 @@ class StreamSession:
                 log.warning("session store unreachable: a resume was refused")
                 raise p.ProtocolError(p.STORE_UNAVAILABLE, "sessions cannot be resumed now (the session store "
                                       "is unreachable): send start without session_id") from None
-            if stored is None:
-                raise p.ProtocolError(p.SESSION_NOT_FOUND, f"no session {start.session_id!r} to resume "
-                                      "(it ended or expired): send start without session_id")
+            if stored is None or not _token_matches(start.resume_token, stored[0].get("token")):
+                # a wrong token is told as an unknown session: the reply says nothing of what exists
+                raise p.ProtocolError(p.SESSION_NOT_FOUND, f"no session {start.session_id!r} to resume with "
+                                      "this resume_token (it ended or expired): send start without session_id")
             if stored[0].get("spec") != start.spec:
                 raise p.ProtocolError(p.SESSION_NOT_FOUND, f"session {start.session_id!r} recites "
                                       f"{stored[0].get('spec')}, not {start.spec}")
         settings = self.server.analyze_settings
         if start.settings:
-            from .app import recitation_settings
-
             try:
-                settings = replace(settings, recitation=recitation_settings(**start.settings))
+                settings = replace(settings, recitation=RecitationSettings.from_madd(**start.settings))
             except ValueError as exc:
                 raise p.ProtocolError(p.BAD_SETTINGS, str(exc)) from None
-        analyzer = await asyncio.to_thread(StreamingAnalyzer, start.spec, settings, self.server.live_model,
-                                           final_model=self.server.model)
+        if not self.server.start_stream(self):
+            await self._error(p.SERVER_BUSY, f"server busy: {self.server.config.max_connections} streams; "
+                              "try again shortly")
+            await self._close(CLOSE_TRY_AGAIN, "server busy")
+            return
+        try:
+            analyzer = await self.server.run_start(self.client, partial(
+                StreamingAnalyzer, start.spec, settings, self.server.live_model, final_model=self.server.model))
+            await self._begin(start, analyzer, stored)
+        except BaseException:
+            if self.analyzer is None:
+                self.server.end_stream(self)
+            raise
+        self.last_activity = time.monotonic()
+
+    async def _begin(self, start: p.Start, analyzer: StreamingAnalyzer, stored: tuple[dict, bytes] | None) -> None:
         ready = {"protocol": p.PROTOCOL_VERSION,
                  "words": [{"index": w.index, "ayah": w.ayah, "number": w.number, "text": w.text}
                            for w in analyzer.reference.words]}
@@ -172,18 +259,26 @@ class StreamSession:
                 # the store lost audio it had (e.g. Redis restarted): what is left is not the recitation
                 raise p.ProtocolError(p.SESSION_NOT_FOUND, f"session {start.session_id!r} lost part of its "
                                       "audio: send start without session_id and the recording again")
+            try:
+                await asyncio.to_thread(self.server.store.claim, start.session_id, self.owner)
+            except Exception:
+                raise p.ProtocolError(p.STORE_UNAVAILABLE, "sessions cannot be resumed now (the session store "
+                                      "is unreachable): send start without session_id") from None
             analyzer.restore(meta["analyzer"], from_pcm16(audio))
             self.stored = len(audio)
-            self.session_id = start.session_id
+            self.session_id, self.token_hash, token = start.session_id, meta["token"], start.resume_token
+            self.accepted_ms = len(audio) // 2 * 1000 / SAMPLE_RATE
             ready["resumed_from"] = {"audio_ms": int(len(audio) // 2 * 1000 / SAMPLE_RATE),
                                      "next_word": analyzer.next_word,
                                      "words": [analyzer.words[w].__dict__ | {"index": w} for w in sorted(analyzer.words)]}
         else:
-            self.session_id = uuid.uuid4().hex
+            self.session_id, token = uuid.uuid4().hex, secrets.token_urlsafe(24)
+            self.token_hash = _hash_token(token)
+            self.accepted_ms = 0.0
         self.analyzer, self.start = analyzer, start
         if start.sample_rate != SAMPLE_RATE:
             self.resampler = soxr.ResampleStream(start.sample_rate, SAMPLE_RATE, 1, dtype="float32")
-        ready["session_id"] = self.session_id
+        ready["session_id"], ready["resume_token"] = self.session_id, token
         await self._store()
         await self._send("ready", ready)
 
@@ -191,8 +286,24 @@ class StreamSession:
         if self.analyzer is None:
             raise p.ProtocolError(p.NOT_STARTED, "send start before audio")
         self.server.metrics.messages.labels("in", "audio").inc()
+        self.last_activity = time.monotonic()
         t0 = time.perf_counter()
         samples = p.decode_pcm(payload, self.start.encoding)
+        seconds, now = samples.size / self.start.sample_rate, time.monotonic()
+        config = self.server.config
+        if now < self.refusing_until:
+            wait, why = self.refusing_until - now, "audio is refused for now after audio too fast"
+        elif wait := self.pace.take(seconds):
+            why = f"audio faster than {config.audio_pace:g}x real time"
+        elif wait := self.server.clients.audio(self.client, seconds):
+            why = f"this client sends more than {config.client_audio_per_minute} s of audio a minute"
+        if wait:
+            # refused before the resampler hears it, and so is all audio until the wait is over: the
+            # stream has no gap when the client sends again from audio_ms
+            self.refusing_until = max(self.refusing_until, now + wait)
+            raise p.ProtocolError(p.TOO_FAST, f"{why}: not kept; send it again from audio_ms in {wait:.1f} s",
+                                  audio_ms=int(self.accepted_ms), retry_after_ms=int(wait * 1000) + 1)
+        self.accepted_ms += seconds * 1000
         if self.resampler is not None:
             samples = self.resampler.resample_chunk(samples)
         decode_ms = (time.perf_counter() - t0) * 1000
@@ -212,13 +323,14 @@ class StreamSession:
             self.feeding = asyncio.create_task(self._feed_inbox())
 
     async def _feed_inbox(self) -> None:
-        """Feed the analyzer all the audio received so far in one job, until none is left. While
-        a job runs, the next chunks gather: a busy server hands each session fewer, larger pieces
-        instead of falling behind chunk by chunk."""
+        """Feed the analyzer the audio received so far, in jobs of at most MAX_FEED_SAMPLES, until
+        none is left. While a job runs, the next chunks gather: a busy server hands each session
+        fewer, larger pieces instead of falling behind chunk by chunk."""
         try:
             while self.inbox and self.analyzer is not None and not self.closed:
                 samples, arrived = np.concatenate(self.inbox), self.inbox_since
-                self.inbox = []
+                samples, rest = samples[:MAX_FEED_SAMPLES], samples[MAX_FEED_SAMPLES:]
+                self.inbox = [rest] if rest.size else []
                 analyzer = self.analyzer
                 step_s = self.server.stream_step_s()
                 try:
@@ -263,7 +375,7 @@ class StreamSession:
         # the last words first (cheap), then the final report (the whole recording again)
         await self._send_events(await self.server.run(self.analyzer.flush), arrived)
         try:
-            events = await self.server.run_report(self.analyzer.finish)
+            events = await self.server.run_final(self.client, self.analyzer.finish)
         except AudioError as exc:  # e.g. nothing but silence: say so, keep the connection
             await self._error(p.BAD_AUDIO, str(exc))
             events = []
@@ -276,6 +388,8 @@ class StreamSession:
                 log.warning("session store unreachable: a finished session was left to expire")
         self.analyzer, self.start, self.session_id, self.resampler = None, None, None, None
         self.unsaved.clear()
+        self.server.end_stream(self)
+        self.last_activity = time.monotonic()
 
     # ---- output -------------------------------------------------------------------------
     async def _send_events(self, events: list[Event], arrived: float) -> None:
@@ -312,17 +426,30 @@ class StreamSession:
     async def _store(self) -> None:
         if self.analyzer is None or self.session_id is None:
             return
-        meta = {"spec": self.start.spec, "analyzer": self.analyzer.snapshot(), "updated": time.time()}
+        meta = {"spec": self.start.spec, "analyzer": self.analyzer.snapshot(), "updated": time.time(),
+                "token": self.token_hash}
         audio, self.unsaved = bytes(self.unsaved), bytearray()
         store = self.server.store
         try:
-            if not await asyncio.to_thread(store.save, self.session_id, meta, audio, self.stored):
+            if not await asyncio.to_thread(store.save, self.session_id, meta, audio, self.stored, self.owner):
                 # the store does not hold what was saved before (it restarted): save all of it again
                 whole = to_pcm16(self.analyzer.audio())
-                await asyncio.to_thread(store.save_all, self.session_id, meta, whole)
+                await asyncio.to_thread(store.save_all, self.session_id, meta, whole, self.owner)
                 self.stored = len(whole)
             else:
                 self.stored += len(audio)
+        except SessionTaken:  # a client with the resume token goes on with it elsewhere
+            self.session_id = None
+            await self._error(p.SESSION_TAKEN, "this session was resumed by another connection")
+            await self._close(CLOSE_POLICY, "session taken over")
         except Exception:  # the store is down: the stream goes on, only resuming is lost
             log.warning("session store unreachable: a session was not saved (it is kept here, saved later)")
             self.unsaved[:0] = audio
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _token_matches(token: str | None, stored_hash: str | None) -> bool:
+    return bool(token and stored_hash) and hmac.compare_digest(_hash_token(token), stored_hash)
