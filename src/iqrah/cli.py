@@ -49,28 +49,43 @@ def main(version: Annotated[Optional[bool], typer.Option(
 
 @app.command()
 def reference(
-    spec: Annotated[str, typer.Argument(help="SURAH:AYAH, SURAH:AYAH-AYAH or SURAH:AYAH:WORD[-WORD]")],
+    spec: Annotated[str, typer.Argument(help="SURAH:AYAH, SURAH:AYAH-AYAH or SURAH:AYAH:WORD[-WORD]; or "
+                                              "'build' to fill the reference cache (see --reciter, --all)")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the Reference as JSON.")] = False,
     basmala: Annotated[bool, typer.Option(help="Prepend the basmala to an ayah 1 (not surahs 1, 9).")] = False,
     madd_monfasel: Annotated[int, typer.Option(help="Separated madd length in harakat (2-5).")] = 4,
     madd_mottasel: Annotated[int, typer.Option(help="Connected madd length in harakat (4-6).")] = 4,
     madd_aared: Annotated[int, typer.Option(help="Madd before a stop, in harakat (2, 4, 6).")] = 4,
+    reciter: Annotated[Optional[str], typer.Option(help="build: the reference reciter's name.")] = None,
+    audio_dir: Annotated[Optional[Path], typer.Option(help="build: a folder of per-ayah recordings "
+                                                              "named SSSAAA.mp3 (EveryAyah).")] = None,
+    manifest: Annotated[Optional[Path], typer.Option(help="build: a manifest.csv listing the reciter's "
+                                                             "recordings instead.")] = None,
+    build_all: Annotated[bool, typer.Option("--all", help="build: the text references of all 6,236 ayahs.")] = False,
+    cache: Annotated[Optional[str], typer.Option(help="build: sqlite:///file, redis://host:port/db, "
+                                                        "redis-cluster://host:port (default: IQRAH_CACHE, "
+                                                        "else a SQLite file under the user's data folder).")] = None,
+    jobs: Annotated[int, typer.Option(help="build: processes measuring recordings (one per core).")] = 2,
 ):
-    """What an ayah should sound like: words, phonemes and the tajweed rules they carry."""
-    from pydantic import ValidationError
+    """What an ayah should sound like: words, phonemes and the tajweed rules they carry.
 
+    `iqrah reference build --reciter NAME --audio-dir DIR` measures a reference reciter's recordings
+    (word and phoneme spans, pitch, tempo, madd lengths) into the reference cache; resumable.
+    """
     from .config import RecitationSettings
     from .quran import UnknownAyahError, build_reference
 
-    settings = RecitationSettings(madd_monfasel=madd_monfasel, madd_mottasel=madd_mottasel,
-                                  madd_mottasel_waqf=madd_mottasel, madd_aared=madd_aared)
+    try:
+        settings = RecitationSettings.from_madd(madd_monfasel, madd_mottasel, madd_aared)
+    except ValueError as exc:
+        fail(str(exc))
+    if spec == "build":
+        _build_references(reciter, audio_dir, manifest, build_all, cache, jobs, settings)
+        return
     try:
         ref = build_reference(spec, settings, include_basmala=basmala)
     except UnknownAyahError as exc:
         fail(str(exc))
-    except ValidationError as exc:
-        fail("invalid recitation settings: " + "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     if as_json:
         sys.stdout.write(ref.to_json() + "\n")
         return
@@ -88,6 +103,42 @@ def reference(
         table.add_row(str(word.ayah), str(word.number), word.text, word.phonemes, rules)
     console.print(table)
 
+
+
+def _build_references(reciter, audio_dir, manifest, build_all, cache_url, jobs, settings) -> None:
+    """``iqrah reference build``: a reference reciter's recordings, or every ayah's text, into the cache."""
+    from rich.progress import Progress
+
+    from .cache import open_cache
+    from .reciters import build_reciter, build_text_references, find_recordings
+
+    if not build_all and not reciter:
+        fail("reference build needs --reciter NAME (with --audio-dir or --manifest) or --all")
+    if reciter and audio_dir is None and manifest is None:
+        fail("reference build --reciter needs --audio-dir DIR (files named SSSAAA.mp3) or --manifest CSV")
+    try:
+        store = open_cache(cache_url)
+    except Exception as exc:  # noqa: BLE001 - a bad address or an unreachable Redis
+        fail(f"cannot open the cache: {exc}")
+    with Progress(console=err_console, transient=False) as progress:
+        if build_all:
+            task = progress.add_task("text references", total=114)
+            n = build_text_references(store, settings, lambda surah, n: progress.update(task, completed=surah))
+            console.print(f"text references: {n} ayahs in the {store.kind} cache")
+        if reciter:
+            if audio_dir is not None and not audio_dir.is_dir():
+                fail(f"{audio_dir} is not a folder")
+            recordings = find_recordings(audio_dir, manifest=manifest, reciter=reciter if manifest else None)
+            if not recordings:
+                fail("no single-ayah recordings found (names like 001002.mp3, or manifest rows of this reciter)")
+            task = progress.add_task(reciter, total=len(recordings))
+            counts = build_reciter(reciter, recordings, store, jobs=jobs,
+                                   progress=lambda rec, error: progress.advance(task))
+            progress.update(task, completed=len(recordings))
+            console.print(f"{reciter}: {counts['built']} built, {counts['skipped']} already in the "
+                          f"{store.kind} cache, {len(counts['failed'])} failed")
+            for ayah, reason in sorted(counts["failed"].items()):
+                err_console.print(f"  {ayah}: {reason}", highlight=False)
 
 @app.command()
 def audio(
@@ -333,6 +384,9 @@ def serve(
                                                            "(default: iqrah-live beside the bundled "
                                                            "iqrah-small, else --model).")] = None,
     max_connections: Annotated[int, typer.Option(help="Connections per process; the next gets close 1013.")] = 100,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM): serve HTTPS, which browsers "
+                                                           "need for the microphone on another device.")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="The private key (PEM) of --ssl-certfile.")] = None,
 ):
     """Start the streaming server: /ws/stream, POST /api/analyze, /health, /metrics.
 
@@ -342,6 +396,15 @@ def serve(
 
     import uvicorn
 
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise typer.BadParameter("give both --ssl-certfile and --ssl-keyfile, or neither")
+    tls = {"ssl_certfile": str(ssl_certfile), "ssl_keyfile": str(ssl_keyfile)} if ssl_certfile else {}
+    if not tls and host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"Note: browsers allow the microphone only on HTTPS pages or on localhost. Other devices can "
+                   f"open http://{host}:{port} and upload recordings, but not record: start iqrah serve with "
+                   "--ssl-certfile/--ssl-keyfile, or put it behind a reverse proxy with TLS (docs/web.md).",
+                   err=True)
+
     os.environ["IQRAH_MAX_CONNECTIONS"] = str(max_connections)
     if model:
         os.environ["IQRAH_MODEL"] = model
@@ -349,7 +412,7 @@ def serve(
         os.environ["IQRAH_LIVE_MODEL"] = live_model
     if workers > 1:
         uvicorn.run("iqrah.server.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    ws="websockets", timeout_graceful_shutdown=10)
+                    ws="websockets", timeout_graceful_shutdown=10, **tls)
         return
     from .server.app import create_app
 
@@ -362,7 +425,7 @@ def serve(
             application.state.iqrah.draining.set()
             super().handle_exit(sig, frame)
 
-    config = uvicorn.Config(application, host=host, port=port, ws="websockets", timeout_graceful_shutdown=10)
+    config = uvicorn.Config(application, host=host, port=port, ws="websockets", timeout_graceful_shutdown=10, **tls)
     DrainingServer(config).run()
 
 
@@ -443,7 +506,7 @@ def model_validate(
     """PER and per-sifa error before and after, output agreement and size; fails (exit 1) if PER
     rises by more than 2 percentage points."""
     from .acoustic.registry import ModelError, load_model
-    from .acoustic.validate import validate
+    from .evaluate.validate import validate
 
     try:
         ref_model, cand_model = load_model(reference), load_model(candidate)

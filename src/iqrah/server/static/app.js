@@ -1,314 +1,521 @@
-// iqrah live recitation page: choose an ayah, recite (or upload), watch the words take their verdicts.
-const $ = (id) => document.getElementById(id);
-const FAMILY_CLASS = { madd: "r-madd", ghunnah: "r-ghunnah", qalqalah: "r-qalqalah", idgham: "r-idgham" };
-const SAMPLE_RATE = 16000;
+// iqrah live recitation page: choose an ayah, recite (or upload), watch the words take their
+// verdicts, then read the scores and what explains them. Each recording is one "take" with its own
+// microphone graph, WebSocket session and the whole audio, kept so that a lost session can be
+// replayed to a new one and any part of the recitation can be heard again.
+import { applyLanguage, arabicDigits, language, setLanguage, t } from "./i18n.js";
+import { allAttempts, clearAttempts, progressBySpec, saveAttempt } from "./history.js";
+import * as view from "./view.js";
 
-const state = {
-  reference: null, words: [], ws: null, sessionId: null, recording: false, stopping: false,
-  audio: [], sentSamples: 0, pitch: [], violations: [], audioCtx: null, stream: null, node: null,
-  retries: 0, done: false,
+const $ = (id) => document.getElementById(id);
+const SAMPLE_RATE = 16000, FRAME = 1600;
+const MAX_RETRIES = 12; // reconnections in a row (backing off to 3 s: about half a minute)
+const MAX_FRESH = 2; // new sessions opened for one take when the server lost the old one
+const FINAL_TIMEOUT_MS = 90000; // no report this long after Stop: give up and say so
+// audio sent again goes in bursts of 25 s at 1.5x real time (the server takes 2x beyond a 30 s burst)
+const RESEND_BURST_S = 25, RESEND_PACE = 1.5;
+
+const page = {
+  surahs: [], reference: null, spans: [], focus: null, take: null, report: null, play: null,
+  status: ["st_idle", "idle"], busy: false, asked: 0,
 };
 
-// ---- messages and connection state ---------------------------------------------------------
-function say(text) { const m = $("message"); m.textContent = text; m.hidden = !text; }
-function connection(kind, text) { const c = $("connection"); c.dataset.state = kind; c.textContent = text; }
+// ---- the API key, for a server that requires one (IQRAH_API_KEYS) ----------------------------
+// Open the page once as /?key=YOUR_KEY: the key is kept in this browser and taken off the address.
+const urlKey = new URLSearchParams(location.search).get("key");
+if (urlKey) { localStorage.setItem("iqrah.key", urlKey); history.replaceState(null, "", location.pathname); }
+const API_KEY = localStorage.getItem("iqrah.key");
 
-// ---- choosing what to recite ----------------------------------------------------------------
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: API_KEY ? { "X-API-Key": API_KEY } : {} });
+  if (response.status === 401) say(t("needs_key"));
+  return response;
+}
+
+// ---- messages, status, busy ------------------------------------------------------------------
+function say(text, kind = "error") {
+  const m = $("message");
+  m.textContent = text || ""; m.hidden = !text; m.dataset.kind = kind;
+}
+
+function status(key, state = "idle") {
+  page.status = [key, state];
+  const c = $("connection");
+  c.dataset.state = state; c.dataset.i18n = key; c.textContent = t(key);
+}
+
+function setBusy(busy, recording = false) {
+  page.busy = busy;
+  document.body.classList.toggle("busy", busy);
+  for (const el of document.querySelectorAll("#choose select, #choose input, #file, #word-panel button")) el.disabled = busy;
+  const record = $("record");
+  record.disabled = busy && !recording;
+  record.dataset.i18n = recording ? "stop" : "record";
+  record.textContent = t(record.dataset.i18n);
+  record.setAttribute("aria-pressed", String(recording));
+}
+
+// ---- choosing what to recite ------------------------------------------------------------------
+const CHOICES = ["surah", "ayah", "ayah-end", "mode", "madd-monfasel", "madd-mottasel", "madd-aared"];
+
 async function loadSurahs() {
-  const surahs = await (await fetch("/api/surahs")).json();
-  const select = $("surah");
-  for (const s of surahs) {
-    const o = document.createElement("option");
-    o.value = s.number; o.dataset.ayahs = s.ayahs;
-    o.textContent = `${s.number}. ${s.name_en} — ${s.name_ar} (${s.ayahs})`;
-    select.append(o);
-  }
-  select.addEventListener("change", () => { $("ayah").value = 1; $("ayah-end").value = ""; showReference(); });
-  for (const id of ["ayah", "ayah-end", "madd-monfasel", "madd-mottasel", "madd-aared"]) {
-    $(id).addEventListener("change", showReference);
+  const response = await api("/api/surahs");
+  if (response.status === 401) return false; // said so
+  page.surahs = await response.json();
+  fillSurahs();
+  restoreChoice();
+  $("surah").addEventListener("change", () => { $("ayah").value = 1; $("ayah-end").value = ""; });
+  for (const id of CHOICES) {
+    $(id).addEventListener("change", () => {
+      rememberChoice();
+      if (id === "mode") {
+        if (page.reference) drawText();
+        if (page.report) renderReport(page.report);
+        return;
+      }
+      page.focus = null; showReference();
+    });
   }
 }
 
+// The last choice (ayah, mode, settings) is where the next visit starts.
+function rememberChoice() {
+  localStorage.setItem("iqrah.choice", JSON.stringify(Object.fromEntries(CHOICES.map((id) => [id, $(id).value]))));
+}
+
+function restoreChoice() {
+  let saved = {};
+  try { saved = JSON.parse(localStorage.getItem("iqrah.choice")) || {}; } catch { /* start afresh */ }
+  for (const id of CHOICES) if (saved[id] !== undefined) $(id).value = saved[id];
+  if (!$("surah").value) $("surah").value = "1";
+}
+
+// A row of the progress table: practise that ayah (or word span) again.
+function chooseSpec(spec) {
+  const [surah, ayah, words] = spec.split(":");
+  const [first, last] = ayah.split("-");
+  $("surah").value = surah; $("ayah").value = first; $("ayah-end").value = last || "";
+  rememberChoice();
+  page.focus = words ? { surah: +surah, ayah: +first, words: words.includes("-") ? words : `${words}-${words}`,
+                         back: `${surah}:${first}` } : null;
+  showReference().then(() => $("ayah-text").scrollIntoView({ block: "nearest" }));
+}
+
+function fillSurahs() {
+  const select = $("surah"), value = select.value || "1";
+  select.replaceChildren(...page.surahs.map((s) => {
+    const o = document.createElement("option");
+    o.value = s.number;
+    o.textContent = language() === "ar" ? `${arabicDigits(s.number)}. ${s.name_ar} (${arabicDigits(s.ayahs)})`
+      : `${s.number}. ${s.name_en} — ${s.name_ar} (${s.ayahs})`;
+    return o;
+  }));
+  select.value = value;
+}
+
+function surahName(n) {
+  const s = page.surahs[n - 1];
+  return s ? (language() === "ar" ? s.name_ar : s.name_en) : "";
+}
+
+function specLabel(spec) { return `${surahName(+spec.split(":")[0])} ${spec}`; }
+
+// What to recite: the chosen ayah or range, or the word or ayah being practised again.
 function chosen() {
-  const surah = +$("surah").value, ayah = +$("ayah").value, end = +$("ayah-end").value || null;
   const settings = { madd_monfasel: +$("madd-monfasel").value, madd_mottasel: +$("madd-mottasel").value,
                      madd_aared: +$("madd-aared").value };
+  if (page.focus) {
+    const { surah, ayah, words } = page.focus;
+    return { surah, ayah, end: null, words, settings, spec: words ? `${surah}:${ayah}:${words}` : `${surah}:${ayah}` };
+  }
+  const surah = +$("surah").value, ayah = +$("ayah").value, end = +$("ayah-end").value || null;
   const spec = end && end !== ayah ? `${surah}:${ayah}-${end}` : `${surah}:${ayah}`;
-  return { surah, ayah, end, settings, spec };
+  return { surah, ayah, end: end && end !== ayah ? end : null, words: null, settings, spec };
 }
 
-async function showReference() {
+// Show the text of the current choice; false (and a message) when it cannot be shown.
+function showReference() {
   const { spec, settings } = chosen();
   const query = new URLSearchParams(settings).toString();
-  const response = await fetch(`/api/reference/${encodeURIComponent(spec)}?${query}`);
-  const data = await response.json();
-  if (!response.ok) { say(data.error.message); return false; }
-  say("");
-  state.reference = data;
-  renderText(data);
-  return true;
-}
-
-// The Uthmani text, a span per word, letters coloured by the tajweed rule of their unit.
-function renderText(ref) {
-  const box = $("ayah-text");
-  box.replaceChildren();
-  state.words = ref.words.map((word) => {
-    const span = document.createElement("span");
-    span.className = "word"; span.dataset.index = word.index;
-    const colours = new Array(word.text.length).fill(null);
-    for (let u = word.units[0]; u < word.units[1]; u++) {
-      const unit = ref.units[u];
-      const rule = unit.rules.find((r) => r.family !== "shadda");
-      if (!rule) continue;
-      const cls = rule.kind.startsWith("ikhfaa") || rule.kind === "iqlab" ? "r-ikhfaa" : FAMILY_CLASS[rule.family];
-      for (let c = unit.char_span[0]; c < unit.char_span[1]; c++) colours[c] = cls;
-    }
-    let run = "", cls = undefined;
-    const flush = () => {
-      if (!run) return;
-      const part = document.createElement("span");
-      if (cls) part.className = cls;
-      part.textContent = run; span.append(part); run = "";
-    };
-    [...word.text].forEach((ch, i) => { if (colours[i] !== cls) { flush(); cls = colours[i]; } run += ch; });
-    flush();
-    box.append(span, " ");
-    return span;
+  const asked = ++page.asked;
+  if (page.reference && page.referenceKey === `${spec}?${query}`) return (page.latest = Promise.resolve(true)); // shown
+  page.latest = fetchReference(spec, query).then((result) => {
+    if (asked !== page.asked) return page.latest; // a later choice was made meanwhile: its answer counts
+    if (result.error !== undefined) { say(result.error); page.referenceKey = null; return false; }
+    say("");
+    page.reference = result.data; page.referenceKey = `${spec}?${query}`;
+    drawText();
+    return true;
   });
+  return page.latest;
 }
 
-function markWord(index, verdict) {
-  const span = state.words[index];
-  if (!span) return;
-  span.className = `word v-${verdict}`;
+async function fetchReference(spec, query) {
+  try {
+    const response = await api(`/api/reference/${encodeURIComponent(spec)}?${query}`);
+    const data = await response.json();
+    if (response.ok) return { data };
+    return { error: response.status === 401 ? t("needs_key") : data.error ? data.error.message : t("unreachable") };
+  } catch {
+    return { error: t("unreachable") };
+  }
 }
 
-function markCurrent(index) {
-  state.words.forEach((s, i) => s.classList.toggle("current", i === index));
+// The text on the page: the chosen reference, or the one a report judged (below).
+function drawText(shown = page.reference) {
+  page.shown = shown;
+  page.spans = view.renderText(shown, { hidden: $("mode").value === "memorise", ayahEnds: !page.focus?.words });
+  $("word-panel").hidden = true;
+  const banner = $("practice-banner");
+  banner.hidden = !page.focus;
+  if (page.focus) {
+    const { surah, ayah, words } = page.focus;
+    const what = words ? t("practising_word", { n: words.split("-")[0], spec: `${surah}:${ayah}` }) : `${surah}:${ayah}`;
+    $("practice-what").textContent = t("practising", { what: `${surahName(surah)} ${what}` });
+    $("back-whole").textContent = t("back_whole", { spec: page.focus.back });
+  }
 }
 
-// ---- feedback list, playback, scores --------------------------------------------------------
-function addViolation(v) {
-  const key = `${v.rule}:${v.phoneme_index}`;
-  if (state.violations.includes(key)) return;
-  state.violations.push(key);
-  const li = document.createElement("li");
-  const button = document.createElement("button");
-  button.type = "button";
-  const word = state.reference.words[v.word_index];
-  button.innerHTML = `<span class="rule"></span><span class="en"></span><span class="ar" lang="ar"></span>`;
-  button.querySelector(".rule").textContent = `${word ? word.text : ""} · ${v.rule} · ${v.time_range[0].toFixed(1)} s`;
-  button.querySelector(".en").textContent = v.feedback.en;
-  button.querySelector(".ar").textContent = v.feedback.ar;
-  button.title = "Play this part of your recitation";
-  button.addEventListener("click", () => play(v.time_range[0] - 0.3, v.time_range[1] + 0.3));
-  li.append(button);
-  $("violations").append(li);
+// ---- a take: one recording, live or uploaded ----------------------------------------------------
+function newTake(source) {
+  const take = { source, spec: chosen(), audio: [], pitch: [], ws: null, ready: false, sessionId: null,
+                 recording: false, stopping: false, finished: false, reported: false, catchingUp: false,
+                 waiting: false, retries: 0, fresh: 0, mic: null, timer: null, resendTimer: null };
+  if (page.take) endTake(page.take, null);
+  page.take = take;
+  return take;
 }
 
-function addContentError(e) {
-  addViolation({ rule: `content:${e.kind}`, phoneme_index: e.word_indices[0], word_index: e.word_indices[0],
-                 time_range: e.time_range || [0, 0], feedback: e.feedback });
-}
-
-async function play(from, to) {
-  const samples = recorded();
-  if (!samples.length) return;
-  const ctx = state.audioCtx || new AudioContext();
-  state.audioCtx = ctx;
-  const a = Math.max(0, Math.floor(from * SAMPLE_RATE)), b = Math.min(samples.length, Math.ceil(to * SAMPLE_RATE));
-  if (b <= a) return;
-  const buffer = ctx.createBuffer(1, b - a, SAMPLE_RATE);
-  const channel = buffer.getChannelData(0);
-  for (let i = a; i < b; i++) channel[i - a] = samples[i] / 32768;
-  const source = ctx.createBufferSource();
-  source.buffer = buffer; source.connect(ctx.destination); source.start();
-}
-
-function recorded() {
-  const total = state.audio.reduce((n, f) => n + f.length, 0);
-  const out = new Int16Array(total);
+function recorded(take) {
+  const out = new Int16Array(take.audio.reduce((n, f) => n + f.length, 0));
   let at = 0;
-  for (const f of state.audio) { out.set(f, at); at += f.length; }
+  for (const f of take.audio) { out.set(f, at); at += f.length; }
   return out;
 }
 
-function showReport(report) {
-  report.words.forEach((w) => markWord(w.index, w.verdict));
-  markCurrent(-1);
-  report.content_errors.forEach(addContentError);
-  report.violations.forEach(addViolation);
-  const s = report.scores;
-  const box = $("scores");
-  box.replaceChildren();
-  for (const [name, value] of [["overall", s.overall], ["content", s.content], ["pronunciation", s.pronunciation],
-                               ["tajweed", s.tajweed]]) {
-    const div = document.createElement("div");
-    div.innerHTML = `<b></b>${name}`;
-    div.querySelector("b").textContent = Math.round(value);
-    box.append(div);
+// Stop the microphone graph of a take for good: no frame of it reaches a later take.
+function releaseMic(take) {
+  const mic = take.mic;
+  if (!mic) return;
+  take.mic = null;
+  mic.node.port.onmessage = null;
+  mic.source.disconnect(); mic.node.disconnect();
+  mic.stream.getTracks().forEach((track) => track.stop());
+  mic.ctx.close().catch(() => {});
+}
+
+// The take is over (report shown, or it cannot go on): free the microphone and the connection.
+function endTake(take, statusKey = "st_idle", state = "idle") {
+  // a live take that ends without a report judged nothing: its live marks go too
+  if (take.source === "live" && !take.finished && !take.reported && page.take === take) resetFeedback();
+  take.finished = true; take.recording = false; take.stopping = false;
+  clearTimeout(take.timer); clearTimeout(take.resendTimer);
+  releaseMic(take);
+  if (take.ws) { const ws = take.ws; take.ws = null; ws.close(1000); }
+  if (statusKey) { setBusy(false); status(statusKey, state); }
+}
+
+function resetFeedback() {
+  $("violations").replaceChildren(); $("why").replaceChildren();
+  for (const id of ["scores", "why-box", "praise", "report-details", "findings-title", "word-panel"]) $(id).hidden = true;
+  delete $("scores").dataset.ready;
+  page.report = null;
+  view.drawPitch([]);
+  if (page.reference) drawText();
+}
+
+// ---- recording ----------------------------------------------------------------------------------
+async function startRecording() {
+  if (!window.isSecureContext || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    say(t("insecure")); return;
   }
-  box.hidden = false;
-  box.dataset.ready = "true";
-  if (report.gate.path === "content_mismatch") say(`This does not sound like ${report.spec}: check the ayah you chose.`);
+  if (page.starting) return; // a second click while the microphone opens
+  page.starting = true;
+  try {
+    await openMicrophone();
+  } finally {
+    page.starting = false;
+  }
+}
+
+async function openMicrophone() {
+  if (!(await showReference())) return;
+  say(""); resetFeedback();
+  let stream, ctx;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: false } });
+    ctx = new AudioContext();
+    await ctx.audioWorklet.addModule("/static/pcm-worklet.js");
+  } catch (err) {
+    if (stream) stream.getTracks().forEach((track) => track.stop());
+    if (ctx) ctx.close().catch(() => {});
+    say(t("mic_refused", { name: err.name })); return;
+  }
+  const take = newTake("live");
+  const node = new AudioWorkletNode(ctx, "pcm-worklet");
+  const source = ctx.createMediaStreamSource(stream);
+  take.mic = { stream, ctx, node, source };
+  node.port.onmessage = (event) => onFrame(take, new Int16Array(event.data));
+  source.connect(node);
+  take.recording = true;
+  setBusy(true, true);
+  openStream(take, false);
+}
+
+function onFrame(take, frame) {
+  if (!take.recording || page.take !== take) return;
+  take.audio.push(frame);
+  take.pitch.push(view.pitchOf(frame)); view.drawPitch(take.pitch);
+  if (take.ready && !take.catchingUp && take.ws && take.ws.readyState === WebSocket.OPEN) take.ws.send(frame.buffer);
+}
+
+function stopRecording() {
+  const take = page.take;
+  if (!take || !take.recording) return;
+  take.recording = false; take.stopping = true;
+  releaseMic(take);
+  setBusy(true);
+  status("st_analysing", "connected");
+  if (take.ready && !take.catchingUp && take.ws && take.ws.readyState === WebSocket.OPEN) send(take, "stop");
+  // else: the stream is (re)connecting or catching up, and sends stop once the server has everything
+  take.timer = setTimeout(() => { if (!take.finished) { say(t("lost")); endTake(take, "st_error", "error"); } },
+                          FINAL_TIMEOUT_MS);
+}
+
+// ---- the stream -----------------------------------------------------------------------------------
+function send(take, type, data = {}) { take.ws.send(JSON.stringify({ type, data })); }
+
+function sendStart(take, sessionId) {
+  const { surah, ayah, end, words, settings } = take.spec;
+  const data = { protocol: "1.0", surah, ayah, sample_rate: SAMPLE_RATE, encoding: "pcm_s16le", settings };
+  if (end) data.ayah_end = end;
+  if (words) data.words = words;
+  if (sessionId) { data.session_id = sessionId; data.resume_token = take.resumeToken; }
+  if (API_KEY) data.api_key = API_KEY;
+  send(take, "start", data);
+}
+
+function openStream(take, resume) {
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/stream`);
+  ws.binaryType = "arraybuffer";
+  take.ws = ws; take.ready = false;
+  if (!resume) status("st_connecting", "connecting");
+  ws.onopen = () => sendStart(take, resume ? take.sessionId : null);
+  ws.onmessage = (event) => { if (take.ws === ws && !take.finished) handle(take, JSON.parse(event.data)); };
+  ws.onclose = (event) => {
+    if (take.ws !== ws || take.finished) return;
+    take.ws = null; take.ready = false;
+    if (event.code === 1013) { say(t("busy")); endTake(take, "st_busy", "busy"); return; }
+    if (event.code === 1008) { endTake(take, "st_error", "error"); return; } // its error was shown
+    if (take.retries >= MAX_RETRIES) { say(t("lost")); endTake(take, "st_error", "error"); return; }
+    take.retries++;
+    status("st_reconnecting", "reconnecting");
+    setTimeout(() => { if (!take.finished && page.take === take) openStream(take, true); }, Math.min(3000, 300 * take.retries));
+  };
+}
+
+function handle(take, { type, data }) {
+  if (type === "ready") {
+    take.sessionId = data.session_id; take.resumeToken = data.resume_token; take.ready = true; take.retries = 0;
+    status(take.stopping ? "st_analysing" : "st_listening", "connected");
+    const resumed = data.resumed_from;
+    if (resumed) resumed.words.forEach((w) => view.markWord(page.spans, w.index, w.verdict, { tentative: true }));
+    resend(take, resumed ? Math.round((resumed.audio_ms * SAMPLE_RATE) / 1000) : 0);
+  } else if (type === "partial") {
+    view.markCurrent(page.spans, data.current_word);
+  } else if (type === "word") {
+    view.markWord(page.spans, data.index, data.verdict, { tentative: true });
+  } else if (type === "violation") {
+    $("findings-title").hidden = false;
+    view.addFinding($("violations"), data, page.shown, { tentative: true, onPlay: play });
+  } else if (type === "final") {
+    take.reported = true;
+    showReport(data, take);
+    endTake(take, "st_done", "idle");
+  } else if (type === "ping") {
+    send(take, "pong");
+  } else if (type === "error") {
+    onError(take, data);
+  }
+}
+
+// Send the server the audio it lacks, from `fromSample` on, then go on live (and send stop if
+// the reciter stopped meanwhile). Frames recorded during the catch-up are sent with it.
+function resend(take, fromSample) {
+  take.catchingUp = true;
+  clearTimeout(take.resendTimer);
+  const ws = take.ws;
+  let at = fromSample;
+  const step = () => {
+    if (take.ws !== ws || !take.ready || take.finished) return; // a new connection starts again
+    const all = recorded(take);
+    const end = Math.min(all.length, at + RESEND_BURST_S * SAMPLE_RATE);
+    for (; at < end; at = Math.min(at + FRAME, end)) ws.send(all.slice(at, Math.min(at + FRAME, end)).buffer);
+    if (recorded(take).length - at > SAMPLE_RATE) {
+      take.resendTimer = setTimeout(step, (RESEND_BURST_S * 1000) / RESEND_PACE);
+      return;
+    }
+    const rest = recorded(take).slice(at); // less than a second recorded meanwhile
+    if (rest.length) ws.send(rest.buffer);
+    take.catchingUp = false;
+    if (take.stopping) send(take, "stop");
+  };
+  step();
+}
+
+function onError(take, data) {
+  const { code, message, resumable } = data;
+  if ((code === "session_not_found" || code === "store_unavailable") && take.fresh < MAX_FRESH) {
+    // the server lost the session (restarted without Redis): a new session gets the whole recording
+    take.fresh++; take.sessionId = null;
+    sendStart(take, null);
+    return;
+  }
+  if (resumable) return; // the connection closes; the stream reconnects and resumes
+  if (code === "too_fast" && data.audio_ms !== undefined) {
+    // faster than the server takes audio: send again from what it holds, when it says
+    if (take.waiting) return;
+    take.waiting = true; take.catchingUp = true;
+    clearTimeout(take.resendTimer);
+    take.resendTimer = setTimeout(() => {
+      take.waiting = false;
+      if (take.ready && !take.finished) resend(take, Math.round((data.audio_ms * SAMPLE_RATE) / 1000));
+    }, data.retry_after_ms || 1000);
+    return;
+  }
+  if (code === "bad_audio" && take.stopping) { // e.g. only silence: nothing to assess
+    say(t("no_speech", { message: message.replace(/\.$/, "") }));
+    endTake(take, "st_idle");
+  } else if (["unknown_ayah", "bad_settings", "session_too_large", "bad_audio_format", "unsupported_protocol",
+              "model_unavailable", "session_not_found", "store_unavailable", "unauthorized", "rate_limited",
+              "server_busy", "session_taken_over", "idle_timeout"].includes(code)) {
+    say(message);
+    endTake(take, "st_error", "error");
+  } else {
+    say(t("server_error", { message }));
+  }
+}
+
+// ---- the report ---------------------------------------------------------------------------------
+function showReport(report, take) {
+  page.report = report;
+  renderReport(report);
+  $("scores").dataset.ready = "true";
+  saveAttempt(report, { mode: $("mode").value, source: take.source }).then(refreshProgress);
+  const results = $("results");
+  if (results.getBoundingClientRect().top > window.innerHeight * 0.5) results.scrollIntoView({ block: "start" });
+}
+
+// The final report is the authority: it replaces every live verdict and finding.
+function renderReport(report) {
+  const judged = judgedText(report);
+  if (judged !== page.shown) drawText(judged);
+  report.words.forEach((w) => view.markWord(page.spans, w.index, w.verdict));
+  page.spans.forEach((s) => s.classList.remove("hidden-word", "tentative"));
+  view.markCurrent(page.spans, -1);
+  const list = $("violations");
+  list.replaceChildren();
+  report.content_errors.forEach((e) => view.addFinding(list, view.contentFinding(e), page.shown, { onPlay: play }));
+  report.violations.forEach((v) => view.addFinding(list, v, page.shown, { onPlay: play }));
+  $("findings-title").hidden = list.children.length === 0;
+  view.renderScores(report);
+  view.explainScores(report, page.shown);
+  if (report.gate.path === "content_mismatch") {
+    say(t("mismatch", { spec: report.spec, name: surahName(+report.spec.split(":")[0]) }));
+  }
   $("report").textContent = JSON.stringify(report, null, 2);
   $("report-details").hidden = false;
 }
 
-function resetFeedback() {
-  $("violations").replaceChildren(); state.violations = [];
-  $("scores").hidden = true; delete $("scores").dataset.ready;
-  $("report-details").hidden = true; state.pitch = []; drawPitch();
-  if (state.reference) renderText(state.reference);
+// An upload of an ayah 1 may be judged with the basmala before it (the server tries both): its
+// report then has basmala words (ayah 0) first, and word indices count them. Show them too, so
+// that every index of the report names the word it judged.
+function judgedText(report) {
+  const ref = page.reference, extra = report.words.length - ref.words.length;
+  if (extra <= 0 || !report.words.slice(0, extra).every((w) => w.ayah === 0)) return ref;
+  const basmala = report.words.slice(0, extra).map((w) => ({ ...w, units: [0, 0] }));
+  return { ...ref, words: [...basmala, ...ref.words.map((w) => ({ ...w, index: w.index + extra }))] };
 }
 
-// ---- live pitch --------------------------------------------------------------------------------
-function pitchOf(frame) {
-  // autocorrelation over 70-400 Hz on one 100 ms frame; 0 when unvoiced
-  const n = frame.length; let energy = 0;
-  for (let i = 0; i < n; i++) energy += frame[i] * frame[i];
-  if (energy / n < 4e5) return 0;
-  let best = 0, bestLag = 0;
-  for (let lag = 40; lag <= 228; lag++) {
-    let sum = 0;
-    for (let i = 0; i + lag < n; i++) sum += frame[i] * frame[i + lag];
-    if (sum > best) { best = sum; bestLag = lag; }
-  }
-  return best > 0.3 * energy ? SAMPLE_RATE / bestLag : 0;
+// ---- playback -------------------------------------------------------------------------------------
+function play(from, to) {
+  const take = page.take;
+  if (!take || !take.audio.length) return;
+  const samples = recorded(take);
+  const a = Math.max(0, Math.floor(from * SAMPLE_RATE)), b = Math.min(samples.length, Math.ceil(to * SAMPLE_RATE));
+  if (b <= a) return;
+  page.play = page.play || new AudioContext();
+  const buffer = page.play.createBuffer(1, b - a, SAMPLE_RATE);
+  const channel = buffer.getChannelData(0);
+  for (let i = a; i < b; i++) channel[i - a] = samples[i] / 32768;
+  const source = page.play.createBufferSource();
+  source.buffer = buffer; source.connect(page.play.destination); source.start();
 }
 
-function drawPitch() {
-  const canvas = $("pitch"), ctx = canvas.getContext("2d");
-  canvas.width = canvas.clientWidth;
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
-  ctx.strokeStyle = "#2471a3"; ctx.lineWidth = 2; ctx.beginPath();
-  const points = state.pitch.slice(-canvas.width / 3);
-  points.forEach((hz, i) => {
-    if (!hz) return;
-    const y = canvas.height - ((Math.log2(hz) - Math.log2(70)) / (Math.log2(400) - Math.log2(70))) * canvas.height;
-    i && points[i - 1] ? ctx.lineTo(i * 3, y) : ctx.moveTo(i * 3, y);
-  });
-  ctx.stroke();
-}
-
-// ---- the stream ------------------------------------------------------------------------------
-function openStream(resume) {
-  const { surah, ayah, end, settings } = chosen();
-  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/stream`);
-  ws.binaryType = "arraybuffer";
-  state.ws = ws;
-  connection("connecting", resume ? "reconnecting…" : "connecting…");
-  ws.onopen = () => {
-    const data = { protocol: "1.0", surah, ayah, sample_rate: SAMPLE_RATE, encoding: "pcm_s16le", settings };
-    if (end && end !== ayah) data.ayah_end = end;
-    if (resume && state.sessionId) data.session_id = state.sessionId;
-    ws.send(JSON.stringify({ type: "start", data }));
-  };
-  ws.onmessage = (event) => handle(JSON.parse(event.data));
-  ws.onclose = (event) => {
-    if (state.ws !== ws) return;
-    state.ws = null;
-    if ((state.recording || state.stopping) && event.code !== 1000 && event.code !== 1008 && state.retries < 5) {
-      state.retries++;
-      connection("reconnecting", "connection lost: reconnecting…");
-      setTimeout(() => openStream(true), 500 * state.retries);
-    } else if (event.code === 1013) {
-      connection("error", "server busy"); say("The server is busy: try again in a moment.");
-    } else if (!state.stopping && !state.done) {
-      connection("idle", "not connected");
+// ---- practising one word or ayah again ----------------------------------------------------------
+function openWordPanel(index) {
+  const word = page.shown && page.shown.words[index];
+  if (!word || page.busy) return;
+  const timed = page.report && page.report.words.find((w) => w.index === index);
+  $("word-panel-word").textContent = word.text;
+  const findings = $("word-panel-findings");
+  findings.replaceChildren();
+  if (page.report) {
+    const mine = [...page.report.content_errors.filter((e) => e.word_indices.includes(index)).map(view.contentFinding),
+                  ...page.report.violations.filter((v) => v.word_index === index)];
+    for (const f of mine) {
+      const li = document.createElement("li");
+      li.append(view.quoted(f.feedback[language()] || f.feedback.en));
+      findings.append(li);
     }
-  };
-}
-
-function handle(msg) {
-  const { type, data } = msg;
-  if (type === "ready") {
-    state.sessionId = data.session_id; state.retries = 0;
-    connection("connected", "connected");
-    const from = data.resumed_from ? Math.round(data.resumed_from.audio_ms * SAMPLE_RATE / 1000) : 0;
-    if (data.resumed_from) data.resumed_from.words.forEach((w) => markWord(w.index, w.verdict));
-    resend(from);
-    if (state.stopping) state.ws.send(JSON.stringify({ type: "stop" }));
-  } else if (type === "partial") {
-    markCurrent(data.current_word);
-  } else if (type === "word") {
-    markWord(data.index, data.verdict);
-  } else if (type === "violation") {
-    addViolation(data);
-  } else if (type === "final") {
-    state.stopping = false; state.done = true;
-    showReport(data);
-    connection("idle", "done");
-    state.ws && state.ws.close(1000);
-  } else if (type === "ping") {
-    state.ws.send(JSON.stringify({ type: "pong" }));
-  } else if (type === "error") {
-    if (data.code === "unknown_ayah" || data.code === "bad_settings") say(data.message);
-    else if (!data.resumable) say(`Server: ${data.message}`);
   }
+  const hear = $("hear-word");
+  hear.hidden = !(timed && timed.start !== null && page.take && page.take.audio.length);
+  hear.onclick = () => play(timed.start - 0.2, timed.end + 0.2);
+  const wholeAyah = page.shown.words.filter((w) => w.ayah === word.ayah).length === page.shown.words.length;
+  $("redo-ayah").hidden = wholeAyah || word.ayah === 0;
+  $("redo-word").hidden = word.ayah === 0; // a basmala is recited with its ayah
+  const back = page.focus ? page.focus.back : chosen().spec;
+  $("redo-word").onclick = () => practise({ surah: word.surah, ayah: word.ayah, words: `${word.number}-${word.number}`, back });
+  $("redo-ayah").onclick = () => practise({ surah: word.surah, ayah: word.ayah, words: null, back });
+  $("word-panel").hidden = false;
+  $("word-panel").dataset.index = index;
 }
 
-function resend(fromSample) {
-  // after a reconnect, send what the server does not hold yet
-  const all = recorded();
-  for (let i = fromSample; i < all.length; i += 1600) state.ws.send(all.slice(i, i + 1600).buffer);
-  state.sentSamples = all.length;
+async function practise(focus) {
+  page.focus = focus;
+  await startRecording();
 }
 
-function sendFrame(frame) {
-  state.audio.push(frame);
-  state.pitch.push(pitchOf(frame)); drawPitch();
-  if (state.ws && state.ws.readyState === WebSocket.OPEN && state.sessionId) {
-    state.ws.send(frame.buffer); state.sentSamples += frame.length;
-  }
-}
-
-async function startRecording() {
-  if (!(await showReference())) return;
-  resetFeedback();
-  try {
-    state.stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: false } });
-  } catch (err) {
-    say(`The microphone is not available (${err.name}). Allow microphone access for this page, or upload a recording.`);
-    return;
-  }
-  state.audio = []; state.sentSamples = 0; state.sessionId = null; state.retries = 0; state.done = false;
-  const ctx = new AudioContext();
-  state.audioCtx = ctx;
-  await ctx.audioWorklet.addModule("/static/pcm-worklet.js");
-  state.node = new AudioWorkletNode(ctx, "pcm-worklet");
-  state.node.port.onmessage = (event) => sendFrame(new Int16Array(event.data));
-  ctx.createMediaStreamSource(state.stream).connect(state.node);
-  state.recording = true;
-  $("record").textContent = "Stop"; $("record").setAttribute("aria-pressed", "true");
-  openStream(false);
-}
-
-function stopRecording() {
-  state.recording = false; state.stopping = true;
-  state.node && state.node.disconnect();
-  state.stream && state.stream.getTracks().forEach((t) => t.stop());
-  $("record").textContent = "Record"; $("record").setAttribute("aria-pressed", "false");
-  connection("connected", "analysing…");
-  if (state.ws && state.ws.readyState === WebSocket.OPEN && state.sessionId) state.ws.send(JSON.stringify({ type: "stop" }));
-}
-
-// ---- upload ----------------------------------------------------------------------------------
+// ---- upload -----------------------------------------------------------------------------------------
 async function upload(file) {
   if (!(await showReference())) return;
-  resetFeedback();
-  const { spec, settings } = chosen();
+  say(""); resetFeedback();
+  const take = newTake("upload");
+  const { spec, settings } = take.spec;
   const form = new FormData();
   form.append("file", file); form.append("ayah", spec);
   for (const [k, v] of Object.entries(settings)) form.append(k, v);
-  connection("connected", "analysing upload…");
-  const response = await fetch("/api/analyze", { method: "POST", body: form });
-  const data = await response.json();
-  if (!response.ok) { say(data.error.message); connection("error", "upload refused"); return; }
-  try { await decodeForPlayback(file); } catch { /* playback is optional */ }
-  showReport(data);
-  connection("idle", "done");
+  setBusy(true);
+  status("st_uploading", "connected");
+  let response, data = null;
+  try {
+    response = await api("/api/analyze", { method: "POST", body: form });
+    data = await response.json().catch(() => null);
+  } catch {
+    say(t("unreachable")); endTake(take, "st_error", "error"); return;
+  } finally {
+    $("file").value = ""; // the same file can be chosen again
+  }
+  if (!response.ok) {
+    if (response.status === 401) { endTake(take, "st_idle"); return; }
+    const message = data && data.error ? data.error.message : `HTTP ${response.status} ${response.statusText}`;
+    say(t(response.status === 413 ? "upload_too_large" : "upload_refused", { message: message.replace(/\.$/, "") }));
+    endTake(take, "st_idle");
+    return;
+  }
+  try { take.audio = [await decodeForPlayback(file)]; } catch { /* playback is optional */ }
+  showReport(data, take);
+  endTake(take, "st_done");
 }
 
 async function decodeForPlayback(file) {
@@ -319,11 +526,48 @@ async function decodeForPlayback(file) {
   const out = (await resampled.startRendering()).getChannelData(0);
   const pcm = new Int16Array(out.length);
   for (let i = 0; i < out.length; i++) pcm[i] = Math.max(-1, Math.min(1, out[i])) * 32767;
-  state.audio = [pcm];
+  return pcm;
 }
 
-// ---- start -----------------------------------------------------------------------------------
-$("record").addEventListener("click", () => (state.recording ? stopRecording() : startRecording()));
+// ---- history ---------------------------------------------------------------------------------------
+async function refreshProgress() {
+  view.renderProgress(progressBySpec(await allAttempts()), specLabel);
+}
+
+// ---- language ----------------------------------------------------------------------------------------
+function switchLanguage() {
+  setLanguage(language() === "ar" ? "en" : "ar");
+  fillSurahs();
+  status(...page.status);
+  setBusy(page.busy, !!(page.take && page.take.recording));
+  if (page.reference && page.focus) drawText();
+  if (page.report) renderReport(page.report);
+  refreshProgress();
+}
+
+// ---- start ---------------------------------------------------------------------------------------------
+applyLanguage();
+$("lang").addEventListener("click", switchLanguage);
+$("record").addEventListener("click", () => (page.take && page.take.recording ? stopRecording() : startRecording()));
 $("file").addEventListener("change", (e) => e.target.files[0] && upload(e.target.files[0]));
-window.addEventListener("resize", drawPitch);
-loadSurahs().then(showReference).catch(() => say("The server cannot be reached."));
+$("ayah-text").addEventListener("click", (e) => {
+  const word = e.target.closest(".word");
+  if (word) openWordPanel(+word.dataset.index);
+});
+$("ayah-text").addEventListener("keydown", (e) => {
+  const word = e.target.closest(".word");
+  if (word && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); openWordPanel(+word.dataset.index); }
+});
+$("close-word").addEventListener("click", () => { $("word-panel").hidden = true; });
+$("back-whole").addEventListener("click", () => { page.focus = null; showReference(); });
+$("clear-history").addEventListener("click", () => clearAttempts().then(refreshProgress));
+$("progress").addEventListener("toggle", refreshProgress);
+$("progress-table").addEventListener("click", (e) => {
+  const row = e.target.closest("tr[data-spec]");
+  if (row && !page.busy) chooseSpec(row.dataset.spec);
+});
+window.addEventListener("resize", () => view.drawPitch(page.take ? page.take.pitch : []));
+if (!window.isSecureContext) { $("notice").textContent = t("insecure"); $("notice").hidden = false; }
+if (window.matchMedia("(max-width: 760px)").matches) $("pitch-box").open = false;
+loadSurahs().then((loaded) => loaded !== false && showReference()).then(() => view.drawPitch([]))
+  .catch(() => say(t("unreachable")));
