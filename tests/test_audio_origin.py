@@ -56,3 +56,14 @@ def test_no_folder_configured_answers_404():
     app.include_router(audio_router(None))
     r = TestClient(app).get("/audio/husary/1/2")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_the_server_serves_its_audio_folder(tmp_path):
+    from iqrah.server.app import create_app
+    from iqrah.server.config import ServerConfig
+
+    (tmp_path / "husary").mkdir()
+    (tmp_path / "husary" / "001002.mp3").write_bytes(b"ID3" + b"\x00" * 100)
+    app = create_app(ServerConfig(audio_dir=str(tmp_path), cache="none"))  # no model needed (not loaded)
+    r = TestClient(app).get("/audio/husary/1/2")
+    assert r.status_code == 200 and r.headers["cache-control"] == IMMUTABLE

@@ -95,3 +95,46 @@ def test_engine_compares_with_a_built_reciter(model_ok, recitations, tmp_path):
     with pytest.raises(LookupError, match="no recording of 10:64 by"):
         engine.analyze(path, "10:64", reciter=HUSARY)
     assert engine.stream("10:63", reciter=HUSARY).reciter[0] == HUSARY
+
+
+def test_server_streams_and_uploads_compare_with_a_reference_reciter(model_ok, recitations, tmp_path):
+    """start.reciter and the upload's reciter field: word events and the report carry prosody;
+    a reciter the server has not measured is refused with unknown_reciter."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from iqrah.audio import decode_audio
+    from iqrah.reciters import Recording, build_reciter
+    from iqrah.server.app import create_app
+    from iqrah.server.config import ServerConfig
+
+    path = recitations / "train" / "offline-tarteel-test-corpus-v3-ea-husary-010063.opus"
+    build_reciter(HUSARY, [Recording(path, 10, 63)], SQLiteCache(tmp_path / "c.sqlite3"), jobs=1)
+    pcm = (decode_audio(path) * 32767).astype("<i2").tobytes()
+    config = ServerConfig(cache=f"sqlite:///{tmp_path / 'c.sqlite3'}")
+    start = {"protocol": "1.0", "surah": 10, "ayah": 63, "sample_rate": 16000, "encoding": "pcm_s16le"}
+    with TestClient(create_app(config)) as client:
+        with client.websocket_connect("/ws/stream") as ws:
+            ws.send_text(json.dumps({"type": "start", "data": start | {"reciter": "Nobody"}}))
+            error = json.loads(ws.receive_text())
+            assert error["type"] == "error" and error["data"]["code"] == "unknown_reciter"
+            ws.send_text(json.dumps({"type": "start", "data": start | {"reciter": HUSARY}}))
+            assert json.loads(ws.receive_text())["type"] == "ready"
+            for i in range(0, len(pcm), 3200):
+                ws.send_bytes(pcm[i:i + 3200])
+            ws.send_text(json.dumps({"type": "stop"}))
+            messages = []
+            while not messages or messages[-1]["type"] != "final":
+                messages.append(json.loads(ws.receive_text()))
+        words = [m["data"] for m in messages if m["type"] == "word"]
+        assert words and all(w["prosody"]["reciter"] == HUSARY for w in words)
+        assert messages[-1]["data"]["prosody"]["scores"]["tempo"] > 90
+        upload = client.post("/api/analyze", data={"ayah": "10:63", "reciter": HUSARY},
+                             files={"file": ("a.opus", path.read_bytes(), "audio/ogg")})
+        assert upload.status_code == 200 and upload.json()["prosody"]["reciter"] == HUSARY
+        refused = client.post("/api/analyze", data={"ayah": "10:64", "reciter": HUSARY},
+                              files={"file": ("a.opus", path.read_bytes(), "audio/ogg")})
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "unknown_reciter"
+        metrics = client.get("/metrics").text
+        assert 'iqrah_cache_requests_total{result="hit"}' in metrics

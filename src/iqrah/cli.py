@@ -387,14 +387,77 @@ def serve(
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM): serve HTTPS, which browsers "
                                                            "need for the microphone on another device.")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="The private key (PEM) of --ssl-certfile.")] = None,
+    redis_url: Annotated[Optional[str], typer.Option(help="Sessions in Redis, shared by servers "
+                                                          "[IQRAH_REDIS_URL].")] = None,
+    cache: Annotated[Optional[str], typer.Option(help="Reference cache: sqlite:///file, redis://..., "
+                                                      "redis-cluster://..., none [IQRAH_CACHE].")] = None,
+    audio_dir: Annotated[Optional[Path], typer.Option(help="Reference reciters' recordings for /audio "
+                                                           "(<dir>/<reciter>/SSSAAA.mp3) [IQRAH_AUDIO_DIR].")] = None,
+    inference_threads: Annotated[Optional[int], typer.Option(help="Model calls at once (default: one per core) "
+                                                                  "[IQRAH_INFERENCE_THREADS].")] = None,
+    report_threads: Annotated[Optional[int], typer.Option(help="Final reports at once [IQRAH_REPORT_THREADS].")] = None,
+    upload_threads: Annotated[Optional[int], typer.Option(help="Uploads analysed at once [IQRAH_UPLOAD_THREADS].")] = None,
+    max_pending: Annotated[Optional[int], typer.Option(help="Connections without start yet [IQRAH_MAX_PENDING].")] = None,
+    start_timeout: Annotated[Optional[float], typer.Option(help="Seconds to send start [IQRAH_START_TIMEOUT].")] = None,
+    idle_timeout: Annotated[Optional[float], typer.Option(help="Seconds a stream may send nothing "
+                                                               "[IQRAH_IDLE_TIMEOUT].")] = None,
+    audio_pace: Annotated[Optional[float], typer.Option(help="Audio accepted at most this x real time "
+                                                             "[IQRAH_AUDIO_PACE].")] = None,
+    audio_burst: Annotated[Optional[float], typer.Option(help="... beyond this many seconds at once "
+                                                              "[IQRAH_AUDIO_BURST].")] = None,
+    header_timeout: Annotated[Optional[float], typer.Option(help="Seconds for a request's headers "
+                                                                 "[IQRAH_HEADER_TIMEOUT].")] = None,
+    body_timeout: Annotated[Optional[float], typer.Option(help="Longest pause inside a body "
+                                                               "[IQRAH_BODY_TIMEOUT].")] = None,
+    keep_alive: Annotated[Optional[int], typer.Option(help="Seconds an idle HTTP connection stays "
+                                                           "[IQRAH_KEEP_ALIVE].")] = None,
+    allowed_origins: Annotated[Optional[str], typer.Option(help="Other sites' origins whose pages may stream, "
+                                                                "comma-separated [IQRAH_ALLOWED_ORIGINS].")] = None,
+    client_connections: Annotated[Optional[int], typer.Option(help="Open connections per client "
+                                                                   "[IQRAH_CLIENT_CONNECTIONS].")] = None,
+    client_connects_per_minute: Annotated[Optional[int], typer.Option(
+        help="Connections a minute per client [IQRAH_CLIENT_CONNECTS_PER_MINUTE].")] = None,
+    client_uploads_per_minute: Annotated[Optional[int], typer.Option(
+        help="Uploads a minute per client [IQRAH_CLIENT_UPLOADS_PER_MINUTE].")] = None,
+    client_audio_per_minute: Annotated[Optional[int], typer.Option(
+        help="Seconds of audio a minute per client [IQRAH_CLIENT_AUDIO_PER_MINUTE].")] = None,
+    proxy_headers: Annotated[bool, typer.Option(help="Trust X-Forwarded-For from --forwarded-allow-ips (behind "
+                                                     "a proxy: each learner is a client, not the proxy).")] = False,
+    forwarded_allow_ips: Annotated[Optional[str], typer.Option(help="Proxy addresses whose X-Forwarded-* "
+                                                                    "headers are trusted.")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ):
-    """Start the streaming server: /ws/stream, POST /api/analyze, /health, /metrics.
+    """Start the streaming server: /ws/stream, POST /api/analyze, /health, /ready, /metrics, /audio.
 
-    Set IQRAH_REDIS_URL (e.g. redis://localhost:6379/0) to share sessions between servers.
+    Every setting is also an IQRAH_* environment variable (shown in brackets; API keys only as
+    IQRAH_API_KEYS, so that they never show in a process list). `iqrah info` prints them all.
     """
+    import logging
     import os
 
     import uvicorn
+
+    from .server.config import ServerConfig
+    from .server.http_limits import uvicorn_options
+
+    flags = {"IQRAH_REDIS_URL": redis_url, "IQRAH_CACHE": cache, "IQRAH_AUDIO_DIR": audio_dir,
+             "IQRAH_INFERENCE_THREADS": inference_threads, "IQRAH_REPORT_THREADS": report_threads,
+             "IQRAH_UPLOAD_THREADS": upload_threads, "IQRAH_MAX_PENDING": max_pending,
+             "IQRAH_START_TIMEOUT": start_timeout, "IQRAH_IDLE_TIMEOUT": idle_timeout,
+             "IQRAH_AUDIO_PACE": audio_pace, "IQRAH_AUDIO_BURST": audio_burst, "IQRAH_HEADER_TIMEOUT": header_timeout,
+             "IQRAH_BODY_TIMEOUT": body_timeout, "IQRAH_KEEP_ALIVE": keep_alive,
+             "IQRAH_ALLOWED_ORIGINS": allowed_origins, "IQRAH_CLIENT_CONNECTIONS": client_connections,
+             "IQRAH_CLIENT_CONNECTS_PER_MINUTE": client_connects_per_minute,
+             "IQRAH_CLIENT_UPLOADS_PER_MINUTE": client_uploads_per_minute,
+             "IQRAH_CLIENT_AUDIO_PER_MINUTE": client_audio_per_minute}
+    for name, value in flags.items():
+        if value is not None:
+            os.environ[name] = str(value)
+    level = log_level.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise typer.BadParameter(f"--log-level {log_level!r}: use debug, info, warning or error")
+    # one line per event, key=value, for log collectors; never audio, never keys
+    logging.basicConfig(level=level, format="time=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s")
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise typer.BadParameter("give both --ssl-certfile and --ssl-keyfile, or neither")
@@ -410,9 +473,11 @@ def serve(
         os.environ["IQRAH_MODEL"] = model
     if live_model:
         os.environ["IQRAH_LIVE_MODEL"] = live_model
+    options = uvicorn_options(ServerConfig()) | tls | {"log_level": log_level.lower(), "proxy_headers": proxy_headers}
+    if forwarded_allow_ips:
+        options["forwarded_allow_ips"] = forwarded_allow_ips
     if workers > 1:
-        uvicorn.run("iqrah.server.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    ws="websockets", timeout_graceful_shutdown=10, **tls)
+        uvicorn.run("iqrah.server.app:create_app", factory=True, host=host, port=port, workers=workers, **options)
         return
     from .server.app import create_app
 
@@ -425,7 +490,7 @@ def serve(
             application.state.iqrah.draining.set()
             super().handle_exit(sig, frame)
 
-    config = uvicorn.Config(application, host=host, port=port, ws="websockets", timeout_graceful_shutdown=10, **tls)
+    config = uvicorn.Config(application, host=host, port=port, **options)
     DrainingServer(config).run()
 
 
@@ -598,6 +663,25 @@ def info():
         except (FileNotFoundError, ValueError) as exc:
             table.add_row(role, f"[red]not available: {exc}[/]")
     console.print(table)
+    console.print(_server_settings())
+
+
+def _server_settings() -> Table:
+    """``iqrah serve``'s settings as this environment sets them (API keys counted, never shown)."""
+    from dataclasses import fields
+
+    from .server.config import ServerConfig
+
+    config = ServerConfig()
+    table = Table(title="server settings (iqrah serve; IQRAH_* variables)")
+    for column in ("setting", "value"):
+        table.add_column(column)
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.name == "api_keys":
+            value = f"{len(value)} key(s)" if value else "none (open)"
+        table.add_row(f.name, str(value if value not in (None, "", ()) else "-"))
+    return table
 
 
 if __name__ == "__main__":

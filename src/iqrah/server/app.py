@@ -7,11 +7,13 @@ the shared state of one server process (model, thread pool, session store, metri
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -26,12 +28,16 @@ from threadpoolctl import threadpool_limits
 from ..acoustic.batching import BatchingModel
 from ..analyze import AnalyzeSettings, analyze
 from ..audio import AudioError
+from ..cache import Cache, open_cache
 from ..config import RecitationSettings
-from ..quran import UnknownAyahError, build_reference
+from ..quran import UnknownAyahError, build_reference, parse_spec
 from ..quran.names import SURAH_NAMES_EN
+from ..quran.reference import use_reference_cache
 from ..quran.text import SURAH_COUNT, ayah_count, surah_name_ar
+from ..reciters import model_key, reciter_entry
 from . import protocol as p
 from .access import AccessMiddleware, client_id, key_from
+from .audio_origin import audio_router
 from .config import ServerConfig
 from .http_limits import FORM_OVERHEAD_BYTES, BodyLimitMiddleware, BodyRefused, refusal
 from .limits import ClientLimits
@@ -39,6 +45,8 @@ from .metrics import Metrics
 from .reports import FairPool
 from .sessions import SessionStore, make_store
 from .ws import StreamSession
+
+log = logging.getLogger("iqrah.server")
 
 __all__ = ["ServerConfig", "ServerState", "create_app"]
 
@@ -58,6 +66,7 @@ class ServerState:
         self.model_error: str | None = None
         self.store = store or make_store(config.redis_url)
         self.analyze_settings = AnalyzeSettings()
+        self.cache = self._open_cache(config.cache)
         # parallelism comes from the pool (and uvicorn workers): numpy's BLAS must not start
         # threads of its own in every pool thread, they would fight over the cores
         threadpool_limits(1)
@@ -82,6 +91,33 @@ class ServerState:
         self._waiting: dict = {}  # connections without a stream (StreamSession -> None), oldest first
         self._streams = 0  # connections with a stream started
         self._lock = threading.Lock()
+
+    def _open_cache(self, address: str) -> Cache:
+        """The reference cache (text references, reference reciters), its gets counted in the
+        metrics; a cache that cannot be opened is reported and replaced by none (the phonetizer
+        then works for every request, as without a cache)."""
+        try:
+            cache = open_cache(address)
+        except Exception as exc:  # noqa: BLE001 - a bad address, an unreachable Redis, a read-only disk
+            log.warning("reference cache %r unavailable (%s): references are built per request", address,
+                        type(exc).__name__)
+            cache = Cache()
+        cache.on_get = self.metrics.observe_cache_get
+        use_reference_cache(cache if cache.kind != "none" else None)
+        return cache
+
+    def reciter(self, name: str | None, spec: str) -> tuple[str, dict] | None:
+        """(name, entry) of a reference reciter for ``spec`` (a single ayah), measured by the
+        stream's final model; ValueError when the cache has none."""
+        if not name:
+            return None
+        ayah = parse_spec(spec)
+        model = self.model.model if isinstance(self.model, BatchingModel) else self.model
+        entry = reciter_entry(self.cache, name, ayah.surah, ayah.ayah, model_key(model)) if self.cache else None
+        if entry is None or entry.get("spec") != spec:
+            raise ValueError(f"no recording of {spec} by {name!r} on this server (iqrah reference build "
+                             "--reciter measures one)")
+        return name, entry
 
     def load_model(self) -> None:
         if self.model is not None:
@@ -255,6 +291,7 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
 
     app = FastAPI(title="iqrah", version="1.0", lifespan=lifespan)
     app.state.iqrah = state
+    app.include_router(audio_router(Path(config.audio_dir) if config.audio_dir else None))
     # outermost last: CORS answers preflights, then the key check and security headers, then the
     # request body limits
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_upload_bytes + FORM_OVERHEAD_BYTES,
@@ -347,7 +384,8 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
 
     @app.post("/api/analyze")
     async def api_analyze(request: Request, file: UploadFile = File(...), ayah: str = Form(...),
-                          madd_monfasel: int = Form(4), madd_mottasel: int = Form(4), madd_aared: int = Form(4)):
+                          madd_monfasel: int = Form(4), madd_mottasel: int = Form(4), madd_aared: int = Form(4),
+                          reciter: str | None = Form(None)):
         def refuse(status, code, message):
             state.metrics.analyses.labels(code).inc()
             return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
@@ -367,11 +405,15 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
         except ValueError as exc:
             return refuse(422, "bad_settings", str(exc))
         try:
-            report = await state.run_upload(client, analyze, data, ayah, settings, state.model)
+            reference = await asyncio.to_thread(state.reciter, reciter, ayah)
+            report = await state.run_upload(client, partial(analyze, reciter=reference), data, ayah, settings,
+                                            state.model)
         except UnknownAyahError as exc:
             return refuse(422, "unknown_ayah", str(exc))
         except AudioError as exc:
             return refuse(422, "bad_audio", str(exc))
+        except ValueError as exc:  # a reference reciter this server has not measured
+            return refuse(422, p.UNKNOWN_RECITER, str(exc))
         state.metrics.analyses.labels("ok").inc()
         state.metrics.observe_stages(report.timings_ms)
         return JSONResponse(report.model_dump(mode="json"))

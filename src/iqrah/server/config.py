@@ -37,6 +37,11 @@ class ServerConfig:
     # ``model``); ``model`` hears uploads and the final report of a stream
     live_model: str | None = field(default_factory=lambda: os.environ.get("IQRAH_LIVE_MODEL") or None)
     redis_url: str | None = field(default_factory=lambda: os.environ.get("IQRAH_REDIS_URL") or None)
+    # the reference cache (iqrah.cache.open_cache: sqlite:///file, redis://..., redis-cluster://...,
+    # none); empty: the SQLite file under the user's data folder
+    cache: str = field(default_factory=lambda: os.environ.get("IQRAH_CACHE") or "")
+    # reference reciters' recordings served at /audio/{reciter}/{surah}/{ayah}: <folder>/<reciter>/SSSAAA.mp3
+    audio_dir: str | None = field(default_factory=lambda: os.environ.get("IQRAH_AUDIO_DIR") or None)
 
     # ---- streams ----
     max_connections: int = _env("IQRAH_MAX_CONNECTIONS", 100)  # started streams; the next gets 1013
@@ -55,7 +60,7 @@ class ServerConfig:
     keep_alive_s: int = _env("IQRAH_KEEP_ALIVE", 5)  # an idle HTTP connection between requests
 
     # ---- work ----
-    inference_threads: int = 2
+    inference_threads: int = _env("IQRAH_INFERENCE_THREADS", os.cpu_count() or 2)  # model calls at once: one per core
     report_threads: int = _env("IQRAH_REPORT_THREADS", 2)  # streams' final reports at once
     upload_threads: int = _env("IQRAH_UPLOAD_THREADS", 1)  # uploads analysed at once (at low priority)
 

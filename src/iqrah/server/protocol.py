@@ -43,6 +43,7 @@ IDLE_TIMEOUT = "idle_timeout"
 UNAUTHORIZED = "unauthorized"
 RATE_LIMITED = "rate_limited"
 SESSION_TAKEN = "session_taken_over"
+UNKNOWN_RECITER = "unknown_reciter"
 
 SETTINGS = {"madd_monfasel", "madd_mottasel", "madd_aared"}
 
@@ -64,6 +65,7 @@ class Start:
     words: str | None = None  # optional word span "3-7" inside one ayah
     settings: dict | None = None  # madd lengths: madd_monfasel, madd_mottasel, madd_aared
     resume_token: str | None = None  # with session_id: the secret its ready message gave
+    reciter: str | None = None  # a reference reciter to compare tempo, rhythm and melody with
 
     @property
     def spec(self) -> str:
@@ -128,8 +130,11 @@ def parse_start(data: dict) -> Start:
     if settings is not None and (not isinstance(settings, dict) or not set(settings) <= SETTINGS
                                  or not all(isinstance(v, int) for v in settings.values())):
         raise ProtocolError(BAD_SETTINGS, f"settings may hold integer {', '.join(sorted(SETTINGS))}")
+    reciter = data.get("reciter")
+    if reciter is not None and (not isinstance(reciter, str) or not 0 < len(reciter) <= 100):
+        raise ProtocolError(UNKNOWN_RECITER, "reciter must be a reference reciter's name")
     return Start(surah, ayah, ayah_end, int(rate), encoding, session_id, str(words) if words else None,
-                 settings or None, resume_token)
+                 settings or None, resume_token, reciter or None)
 
 
 def _integer(value) -> int:

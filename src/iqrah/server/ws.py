@@ -234,6 +234,10 @@ class StreamSession:
                 settings = replace(settings, recitation=RecitationSettings.from_madd(**start.settings))
             except ValueError as exc:
                 raise p.ProtocolError(p.BAD_SETTINGS, str(exc)) from None
+        try:
+            reciter = await asyncio.to_thread(self.server.reciter, start.reciter, start.spec)
+        except ValueError as exc:
+            raise p.ProtocolError(p.UNKNOWN_RECITER, str(exc)) from None
         if not self.server.start_stream(self):
             await self._error(p.SERVER_BUSY, f"server busy: {self.server.config.max_connections} streams; "
                               "try again shortly")
@@ -241,7 +245,8 @@ class StreamSession:
             return
         try:
             analyzer = await self.server.run_start(self.client, partial(
-                StreamingAnalyzer, start.spec, settings, self.server.live_model, final_model=self.server.model))
+                StreamingAnalyzer, start.spec, settings, self.server.live_model, final_model=self.server.model,
+                reciter=reciter))
             await self._begin(start, analyzer, stored)
         except BaseException:
             if self.analyzer is None:
