@@ -84,7 +84,7 @@ def test_compose_replicas_nginx_and_prometheus_agree():
 
 
 def test_every_variable_is_one_the_server_reads():
-    known = _env_names()
+    known = _env_names() | {"FORWARDED_ALLOW_IPS"}  # uvicorn's own
     used = set(_compose()["services"]["iqrah-1"]["environment"])
     for doc in _k8s():
         if doc["kind"] == "ConfigMap":
@@ -102,7 +102,8 @@ def test_images_ports_and_probes():
     container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == _compose()["services"]["iqrah-1"]["image"]
     assert container["ports"][0]["containerPort"] == 8000
-    assert container["readinessProbe"]["httpGet"]["path"] == container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     hpa = docs["HorizontalPodAutoscaler"]["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 10)
     assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 70

@@ -422,9 +422,10 @@ def serve(
     client_audio_per_minute: Annotated[Optional[int], typer.Option(
         help="Seconds of audio a minute per client [IQRAH_CLIENT_AUDIO_PER_MINUTE].")] = None,
     proxy_headers: Annotated[bool, typer.Option(help="Trust X-Forwarded-For from --forwarded-allow-ips (behind "
-                                                     "a proxy: each learner is a client, not the proxy).")] = False,
-    forwarded_allow_ips: Annotated[Optional[str], typer.Option(help="Proxy addresses whose X-Forwarded-* "
-                                                                    "headers are trusted.")] = None,
+                                                     "a proxy: each learner is a client, not the proxy).")] = True,
+    forwarded_allow_ips: Annotated[Optional[str], typer.Option(help="Proxy addresses whose X-Forwarded-* headers "
+                                                                    "are trusted (default: FORWARDED_ALLOW_IPS, "
+                                                                    "else 127.0.0.1).")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ):
     """Start the streaming server: /ws/stream, POST /api/analyze, /health, /ready, /metrics, /audio.
