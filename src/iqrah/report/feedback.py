@@ -8,22 +8,22 @@ from .schema import Feedback
 RULE_TEMPLATES = {
     ("madd", "too_short"): (
         "Hold this {name} for {expected} counts; you held about {measured}.",
-        "مُدَّ هذا ({name_ar}) {expected} حركات؛ مددته نحو {measured}."),
+        "{name_ar}: مُدَّه {expected} حركات؛ مددته نحو {measured}."),
     ("madd", "too_long"): (
         "This {name} takes {expected} counts; you held about {measured}.",
-        "هذا ({name_ar}) مقداره {expected} حركات؛ مددته نحو {measured}."),
+        "{name_ar}: مقداره {expected} حركات؛ مددته نحو {measured}."),
     ("ghunnah", "too_short"): (
-        "Hold the ghunnah ({name}) for {expected} counts through the nose; you held about {measured}.",
-        "أظهر الغنة ({name_ar}) بمقدار {expected} حركتين؛ كانت نحو {measured}."),
+        "{name}: hold the ghunnah through the nose for {expected} counts; you held about {measured}.",
+        "{name_ar}: أظهر الغنة بمقدار {expected} حركات؛ كانت نحو {measured}."),
     ("ghunnah", "not_nasal"): (
-        "Let the ghunnah ({name}) sound through the nose.",
-        "أخرج الغنة ({name_ar}) من الخيشوم."),
+        "{name}: let the ghunnah sound through the nose.",
+        "{name_ar}: أخرج الغنة من الخيشوم."),
     ("qalqalah", "no_qalqalah"): (
-        "Let the letter echo ({name}): it was heard without its bounce.",
-        "أظهر القلقلة ({name_ar}): سُمع الحرف بلا نبرة."),
+        "{name}: let the letter echo; it was heard without its bounce.",
+        "{name_ar}: أظهر القلقلة؛ سُمع الحرف بلا نبرة."),
     ("qalqalah", "no_burst"): (
-        "Let the letter echo ({name}): release it with a clear bounce.",
-        "أظهر القلقلة ({name_ar}) بنبرة واضحة عند النطق بالحرف الساكن."),
+        "{name}: let the letter echo, released with a clear bounce.",
+        "{name_ar}: أظهر القلقلة بنبرة واضحة عند النطق بالحرف الساكن."),
     ("shadda", "not_held"): (
         "This letter has a shadda: hold it doubled before the vowel.",
         "هذا الحرف مشدد: أعطه حقه من التشديد."),
