@@ -138,6 +138,9 @@ def main() -> None:
         port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "iqrah.cli", "serve", "--port", str(port),
                                    "--max-connections", str(max(100, args.clients)),
+                                   # every client comes from this machine: one IP, so no per-client caps
+                                   "--client-connections", "0", "--client-audio-per-minute", "0",
+                                   "--client-connects-per-minute", "0", "--cache", "none",
                                    *(["--model", args.model] if args.model else [])],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"ws://127.0.0.1:{port}"
