@@ -294,7 +294,7 @@ def eval_accuracy(
     with _progress_bar("evaluating", total) as advance:
         result = evaluate_accuracy(acoustic, manifest, split=split or None, timings_path=timings,
                                    timings_reciter=timings_reciter, limit=limit, progress=advance,
-                                   model_card=getattr(acoustic, "card", {}), reciter=reciter)
+                                   model_card=acoustic.card, reciter=reciter)
     table = Table(title=f"accuracy on {manifest} ({split or 'all'})")
     for column in ("group", "files", "PER", "RTF", "word MAE", "<=50 ms", "<=100 ms"):
         table.add_column(column, justify="right" if column != "group" else "left")
@@ -548,8 +548,10 @@ def model_quantize(
         from .audio import decode_audio
         from .evaluate.manifest import read_manifest
 
+        from .acoustic.muaalem import MuaalemOnnxModel
+
         model = load_model(str(onnx_file))
-        if not hasattr(model, "features"):
+        if not isinstance(model, MuaalemOnnxModel):
             fail("static quantization is for muaalem exports (their inputs are features)")
         calibration = []
         for rec in read_manifest(manifest, "train")[:calibration_files]:
@@ -657,7 +659,7 @@ def info():
             continue
         try:
             model = load_model(name)
-            card = getattr(model, "card", {})
+            card = model.card
             table.add_row(role, f"{card.get('name', 'bundled')} {card.get('version', '')}: "
                           f"{card.get('parameters') or card.get('architecture', {}).get('parameters', '?'):,} "
                           f"parameters, {model.frame_seconds * 1000:.0f} ms frames")

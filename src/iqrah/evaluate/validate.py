@@ -51,8 +51,8 @@ def validate(reference_model: AcousticModel, candidate: AcousticModel, manifest:
             expected = collapse_runs(ref.phonemes)
             totals[role][0] += distance(collapse_runs(heard), expected)
             totals[role][1] += len(expected)
-            if hasattr(model, "sifat_log_probs"):
-                for level, (edits, length) in sifa_errors(model.sifat_log_probs(audio), ref).items():
+            if model.has_sifat:
+                for level, (edits, length) in sifa_errors(model.log_probs_and_sifat(audio)[1], ref).items():
                     acc = sifat_totals[role].setdefault(level, [0, 0])
                     acc[0] += edits
                     acc[1] += length

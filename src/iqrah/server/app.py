@@ -269,8 +269,7 @@ def recitation_settings(madd_monfasel: int = 4, madd_mottasel: int = 4, madd_aar
 
 
 def _model_name(model) -> str:
-    card = getattr(model, "card", {})
-    return f"{card['name']} {card.get('version', '')}".strip() if "name" in card else type(model).__name__
+    return f"{model.name} {model.version}".strip()
 
 
 def create_app(config: ServerConfig | None = None, *, model=None, store: SessionStore | None = None,

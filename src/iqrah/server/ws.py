@@ -25,7 +25,7 @@ import numpy as np
 import soxr
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ..audio import SAMPLE_RATE, AudioError
+from ..audio import SAMPLE_RATE, AudioError, AudioLimitError
 from ..config import RecitationSettings
 from ..quran import UnknownAyahError, parse_spec
 from ..stream import Event, StreamingAnalyzer
@@ -275,7 +275,7 @@ class StreamSession:
             self.accepted_ms = len(audio) // 2 * 1000 / SAMPLE_RATE
             ready["resumed_from"] = {"audio_ms": int(len(audio) // 2 * 1000 / SAMPLE_RATE),
                                      "next_word": analyzer.next_word,
-                                     "words": [analyzer.words[w].__dict__ | {"index": w} for w in sorted(analyzer.words)]}
+                                     "words": [analyzer.words[w].to_dict() for w in sorted(analyzer.words)]}
         else:
             self.session_id, token = uuid.uuid4().hex, secrets.token_urlsafe(24)
             self.token_hash = _hash_token(token)
@@ -313,7 +313,7 @@ class StreamSession:
             samples = self.resampler.resample_chunk(samples)
         decode_ms = (time.perf_counter() - t0) * 1000
         limit = self.server.config.max_session_bytes // 4
-        if self.analyzer._samples + sum(x.size for x in self.inbox) + samples.size > limit:
+        if self.analyzer.samples_received + sum(x.size for x in self.inbox) + samples.size > limit:
             await self._error(p.SESSION_TOO_LARGE, f"the session holds more than "
                               f"{self.server.config.max_session_bytes // 2**20} MB of audio: send stop")
             await self._close(CLOSE_POLICY, "session too large")
@@ -341,7 +341,7 @@ class StreamSession:
                 try:
                     events = await self.server.run(analyzer.feed, samples, step_s=step_s)
                 except AudioError as exc:
-                    too_long = "limit" in str(exc)
+                    too_long = isinstance(exc, AudioLimitError)
                     await self._error(p.SESSION_TOO_LARGE if too_long else p.BAD_AUDIO, str(exc))
                     if too_long:
                         await self._close(CLOSE_POLICY, str(exc))
