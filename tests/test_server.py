@@ -74,6 +74,8 @@ def test_health_and_metrics(client):
     assert client.get("/health").json()["status"] == "ok"
     text = client.get("/metrics").text
     assert "iqrah_stage_seconds" in text and "iqrah_active_connections" in text
+    assert 'iqrah_build_info{live_model="iqrah-small' in text  # which models this replica runs
+    assert "process_resident_memory_bytes" in text and "python_info" in text
 
 
 def test_a_stream_hears_live_with_the_live_model_and_reports_with_the_other(model, pcm):

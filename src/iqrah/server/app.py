@@ -137,6 +137,7 @@ class ServerState:
         live model computes a batch exactly as its items one by one (float models; not the bundled
         ones, whose dynamic INT8 quantization scales activations by the whole batch). Then the
         pool gets more threads than cores, so that calls can wait together."""
+        self.metrics.set_build(_model_name(model), _model_name(live_model))
         if not live_model.batches_exactly():
             self.model, self.live_model = model, live_model
             return

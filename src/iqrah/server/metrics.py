@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Info, PlatformCollector,
+                               ProcessCollector, generate_latest)
 
 STAGES = ("decode", "vad", "pitch", "acoustic", "align", "assess", "report", "send")
 BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 
 
 class Metrics:
-    def __init__(self):
+    def __init__(self, model: str = "", live_model: str = ""):
         self.registry = CollectorRegistry()
+        # the process's CPU, memory and open files, and the Python it runs on
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.build = Info("iqrah_build", "Version of iqrah and of the models this server runs", registry=self.registry)
+        self.set_build(model, live_model)
         self.stage = Histogram("iqrah_stage_seconds", "Time spent per pipeline stage", ["stage"],
                                buckets=BUCKETS_S, registry=self.registry)
         self.chunk_latency = Histogram("iqrah_chunk_latency_seconds",
@@ -36,6 +42,11 @@ class Metrics:
         self.cache_latency = Histogram("iqrah_cache_get_seconds", "Time of one reference cache get",
                                        buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
                                        registry=self.registry)
+
+    def set_build(self, model: str, live_model: str) -> None:
+        from .. import __version__
+
+        self.build.info({"version": __version__, "model": model or "-", "live_model": live_model or "-"})
 
     def observe_cache_get(self, hit: bool, seconds: float) -> None:
         """A reference cache get (``Cache.on_get``)."""
