@@ -42,6 +42,26 @@ def _wait_http(url: str, seconds: float = 90.0) -> None:
             time.sleep(0.3)
 
 
+class Servers(dict):
+    """port -> the ``iqrah serve`` process on it; ``start`` (re)starts one on a port."""
+
+    def __init__(self, env: dict, folder: Path):
+        super().__init__()
+        self.env, self.folder = env, folder
+
+    def start(self, port: int) -> None:
+        self[port] = subprocess.Popen([sys.executable, "-m", "iqrah.cli", "serve", "--host", "127.0.0.1",
+                                       "--port", str(port)], env=self.env, stdout=subprocess.DEVNULL,
+                                      stderr=open(self.folder / f"server-{port}.log", "a"))
+
+    def ensure_all_up(self) -> None:
+        for port, proc in list(self.items()):
+            if proc.poll() is not None:
+                self.start(port)
+        for port in self:
+            _wait_http(f"http://127.0.0.1:{port}/health")
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """(nginx url, {port: server process}) with redis behind them; everything stopped after."""
@@ -58,13 +78,9 @@ def cluster(tmp_path_factory):
     procs.append(subprocess.Popen([redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
                                    "--appendonly", "no", "--dir", str(tmp)], stdout=subprocess.DEVNULL))
     env = os.environ | {"IQRAH_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "IQRAH_CACHE": "none"}
-    servers = {}
+    servers = Servers(env, tmp)
     for _ in range(2):
-        port = _port()
-        servers[port] = subprocess.Popen([sys.executable, "-m", "iqrah.cli", "serve", "--host", "127.0.0.1",
-                                          "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                                         stderr=open(tmp / f"server-{port}.log", "w"))
-        procs.append(servers[port])
+        servers.start(_port())
     nginx_port = _port()
     ports = list(servers)
     conf = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
@@ -82,6 +98,7 @@ def cluster(tmp_path_factory):
         _wait_http(f"http://127.0.0.1:{nginx_port}/health")
         yield f"127.0.0.1:{nginx_port}", servers
     finally:
+        procs += list(servers.values())
         for proc in procs:
             if proc.poll() is None:
                 proc.terminate()
@@ -136,6 +153,7 @@ def test_sigkill_mid_ayah_resumes_through_nginx_with_the_same_report(cluster, pc
     from websockets.sync.client import connect
 
     url, servers = cluster
+    servers.ensure_all_up()
     with connect(f"ws://{url}/ws/stream", max_size=2**24) as ws:  # the run nothing interrupts
         ws.send(json.dumps({"type": "start", "data": START}))
         _until(ws, "ready")
@@ -181,3 +199,35 @@ def test_sigkill_mid_ayah_resumes_through_nginx_with_the_same_report(cluster, pc
     assert {w["index"] for w in final["words"] if w["start"] is not None} >= {w["data"]["index"] for w in words}
     print(f"\nfailover: kill -> ready on the other server {resumed - killed:.2f} s "
           f"(after the reconnect {resumed - reconnected:.2f} s); audio held {held_ms} ms of {half // 32} ms sent")
+
+
+def test_sigterm_drains_behind_nginx_and_the_stream_resumes_elsewhere(cluster, pcm):
+    """A rolling restart: SIGTERM to the server holding a stream; it saves the session and tells
+    the client (shutting_down, close 1012); the client resumes through NGINX on the other server
+    and gets the whole report. Nothing is lost."""
+    from websockets.sync.client import connect
+
+    url, servers = cluster
+    servers.ensure_all_up()
+    half = len(pcm) // 2 // 3200 * 3200
+    with connect(f"ws://{url}/ws/stream", max_size=2**24) as ws:
+        ws.send(json.dumps({"type": "start", "data": START}))
+        ready = _until(ws, "ready")[-1]["data"]
+        session, token = ready["session_id"], ready["resume_token"]
+        _send(ws, pcm[:half])
+        _until(ws, "word")
+        holder = next(port for port in servers if _streams(port) >= 1)
+        servers[holder].send_signal(signal.SIGTERM)
+        told = _until(ws, "error", timeout=30)[-1]["data"]
+        assert told["code"] == "shutting_down"
+    # it drained and stopped (uvicorn re-raises the SIGTERM it caught once shut down: status -15)
+    assert servers[holder].wait(30) in (0, -signal.SIGTERM)
+    with connect(f"ws://{url}/ws/stream?session={session}", max_size=2**24) as ws:
+        ws.send(json.dumps({"type": "start", "data": START | {"session_id": session, "resume_token": token}}))
+        held_ms = _until(ws, "ready")[-1]["data"]["resumed_from"]["audio_ms"]
+        assert held_ms == half // 32  # everything sent before the restart was saved
+        _send(ws, pcm[held_ms * 32:])
+        ws.send(json.dumps({"type": "stop"}))
+        final = _until(ws, "final")[-1]["data"]
+    assert final["duration_s"] == pytest.approx(len(pcm) / 32000, abs=0.01)
+    assert all(w["start"] is not None for w in final["words"])
