@@ -46,7 +46,8 @@ def test_card_and_vocabulary(model):
     # analyze's content gate for this model (set on the train split): without it every ayah whose
     # free decoding is above the 8 % default would skip the tajweed checks
     assert 0.08 < card["gate_per"] < 1
-    assert ASSET.stat().st_size <= 15 * 1024 * 1024
+    # every bundled model together (iqrah-small and the live model beside it) within 40 MB
+    assert sum(f.stat().st_size for f in ASSET.parent.glob("*.onnx")) <= 40 * 1024 * 1024
 
 
 def test_log_probs_shape_and_normalisation(model):
