@@ -66,3 +66,36 @@ def test_pcm_decoding():
     assert p.decode_audio_message({"data": base64.b64encode(b"\x01\x02").decode()}) == b"\x01\x02"
     with pytest.raises(p.ProtocolError):
         p.decode_audio_message({"data": "***"})
+
+
+def test_connection_rules_without_a_socket():
+    """protocol.Connection: what a client may send in which state, with no I/O at all."""
+    import base64
+
+    conn = p.Connection()
+    start = json.dumps({"type": "start", "data": {"protocol": "1.0", "surah": 1, "ayah": 2, "sample_rate": 16000,
+                                                  "api_key": "k", "reciter": "Husary"}})
+    for raw, code in ((json.dumps({"type": "stop"}), p.NOT_STARTED),
+                      (json.dumps({"type": "audio", "data": {"data": "AAA="}}), p.NOT_STARTED)):
+        with pytest.raises(p.ProtocolError) as err:
+            conn.receive_text(raw)
+        assert err.value.code == code
+    with pytest.raises(p.ProtocolError) as err:
+        conn.receive_bytes(b"\x00\x00")
+    assert err.value.code == p.NOT_STARTED
+    assert conn.receive_text(json.dumps({"type": "pong"})) == ("pong", None)
+    kind, value = conn.receive_text(start)
+    assert kind == "start" and value.spec == "1:2" and value.api_key == "k" and value.reciter == "Husary"
+    assert conn.state == p.Connection.IDLE  # the handler says when the stream has really started
+    conn.started(value)
+    with pytest.raises(p.ProtocolError) as err:
+        conn.receive_text(start)
+    assert err.value.code == p.ALREADY_STARTED
+    pcm = b"\x01\x00\x02\x00"
+    assert conn.receive_bytes(pcm) == pcm
+    audio = json.dumps({"type": "audio", "data": {"seq": 0, "data": base64.b64encode(pcm).decode()}})
+    assert conn.receive_text(audio) == ("audio", pcm)
+    assert conn.receive_text(json.dumps({"type": "stop"})) == ("stop", None)
+    conn.stopped()
+    assert conn.state == p.Connection.IDLE and conn.start is None
+    assert conn.receive_text(start)[0] == "start"  # a new stream on the same connection

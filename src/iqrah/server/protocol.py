@@ -66,6 +66,7 @@ class Start:
     settings: dict | None = None  # madd lengths: madd_monfasel, madd_mottasel, madd_aared
     resume_token: str | None = None  # with session_id: the secret its ready message gave
     reciter: str | None = None  # a reference reciter to compare tempo, rhythm and melody with
+    api_key: str | None = None  # when the handshake carried none and the server requires keys
 
     @property
     def spec(self) -> str:
@@ -133,8 +134,9 @@ def parse_start(data: dict) -> Start:
     reciter = data.get("reciter")
     if reciter is not None and (not isinstance(reciter, str) or not 0 < len(reciter) <= 100):
         raise ProtocolError(UNKNOWN_RECITER, "reciter must be a reference reciter's name")
+    api_key = data.get("api_key")
     return Start(surah, ayah, ayah_end, int(rate), encoding, session_id, str(words) if words else None,
-                 settings or None, resume_token, reciter or None)
+                 settings or None, resume_token, reciter or None, api_key if isinstance(api_key, str) else None)
 
 
 def _integer(value) -> int:
@@ -166,3 +168,49 @@ def decode_audio_message(data: dict) -> bytes:
     except (KeyError, TypeError, binascii.Error, ValueError):
         raise ProtocolError(BAD_AUDIO, 'an audio message needs base64 PCM in "data"') from None
     return payload
+
+
+class Connection:
+    """The protocol's rules for one connection, sans I/O (in the manner of h11's ``Connection``):
+    what a client may send in which state, parsed into typed values. The async handler
+    (``ws.py``) gives it what arrives and tells it when a stream starts and stops; it holds no
+    socket, so every rule is tested without one."""
+
+    IDLE, STREAMING = "idle", "streaming"
+
+    def __init__(self):
+        self.state = self.IDLE
+        self.start: Start | None = None  # the stream's start while streaming
+
+    def receive_text(self, raw: str) -> tuple[str, Start | bytes | None]:
+        """("start", Start), ("audio", PCM bytes), ("stop", None) or ("pong", None); ProtocolError
+        for a malformed message or one the state does not allow (audio or stop before start, a
+        second start before stop)."""
+        kind, data = parse_text(raw)
+        if kind == "start":
+            start = parse_start(data)
+            if self.state != self.IDLE:
+                raise ProtocolError(ALREADY_STARTED, "this connection has started already; send stop first")
+            return kind, start
+        if kind == "audio":
+            self._streaming("send start before audio")
+            return kind, decode_audio_message(data)
+        if kind == "stop":
+            self._streaming("nothing to stop: send start first")
+        return kind, None
+
+    def receive_bytes(self, payload: bytes) -> bytes:
+        """A binary frame: PCM in the start's encoding, only while streaming."""
+        self._streaming("send start before audio")
+        return payload
+
+    def started(self, start: Start) -> None:
+        self.state, self.start = self.STREAMING, start
+
+    def stopped(self) -> None:
+        """The stream ended (its final sent); a new start may follow on this connection."""
+        self.state, self.start = self.IDLE, None
+
+    def _streaming(self, hint: str) -> None:
+        if self.state != self.STREAMING:
+            raise ProtocolError(NOT_STARTED, hint)

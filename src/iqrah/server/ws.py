@@ -51,7 +51,7 @@ class StreamSession:
     def __init__(self, ws: WebSocket, server: "ServerState"):
         self.ws, self.server = ws, server
         self.analyzer: StreamingAnalyzer | None = None
-        self.start: p.Start | None = None
+        self.conn = p.Connection()  # the protocol's state and rules (sans I/O)
         self.session_id: str | None = None
         self.resampler: soxr.ResampleStream | None = None
         self.unsaved = bytearray()  # PCM16 fed to the analyzer since the session was last stored
@@ -180,9 +180,13 @@ class StreamSession:
         await self._close(CLOSE_RESTART, "server restarting")
 
     # ---- messages -----------------------------------------------------------------------
+    @property
+    def start(self) -> p.Start | None:
+        return self.conn.start
+
     async def _on_text(self, raw: str, arrived: float) -> None:
         try:
-            kind, data = p.parse_text(raw)
+            kind, value = self.conn.receive_text(raw)
         except p.ProtocolError:
             await self._settle()  # in order: the audio sent before it is handled first
             raise
@@ -192,20 +196,15 @@ class StreamSession:
         if kind == "pong":
             self.missed_pongs = 0
         elif kind == "start":
-            await self._on_start(data)
+            await self._on_start(value)
         elif kind == "audio":
-            if self.analyzer is None:
-                raise p.ProtocolError(p.NOT_STARTED, "send start before audio")
-            await self._on_audio(p.decode_audio_message(data), arrived)
+            await self._on_audio(value, arrived)
         elif kind == "stop":
             await self._on_stop()
 
-    async def _on_start(self, data: dict) -> None:
-        start = p.parse_start(data)
-        if self.analyzer is not None:
-            raise p.ProtocolError(p.ALREADY_STARTED, "this connection has started already; send stop first")
+    async def _on_start(self, start: p.Start) -> None:
         if not self.authenticated:
-            if not valid_key(data.get("api_key"), self.server.config.api_keys):
+            if not valid_key(start.api_key, self.server.config.api_keys):
                 raise p.ProtocolError(p.UNAUTHORIZED, "an API key is needed: the api_key field of start, the "
                                       "api_key query parameter or an Authorization: Bearer header", fatal=True)
             self.authenticated = True
@@ -280,7 +279,8 @@ class StreamSession:
             self.session_id, token = uuid.uuid4().hex, secrets.token_urlsafe(24)
             self.token_hash = _hash_token(token)
             self.accepted_ms = 0.0
-        self.analyzer, self.start = analyzer, start
+        self.analyzer = analyzer
+        self.conn.started(start)
         if start.sample_rate != SAMPLE_RATE:
             self.resampler = soxr.ResampleStream(start.sample_rate, SAMPLE_RATE, 1, dtype="float32")
         ready["session_id"], ready["resume_token"] = self.session_id, token
@@ -288,8 +288,7 @@ class StreamSession:
         await self._send("ready", ready)
 
     async def _on_audio(self, payload: bytes, arrived: float) -> None:
-        if self.analyzer is None:
-            raise p.ProtocolError(p.NOT_STARTED, "send start before audio")
+        self.conn.receive_bytes(payload)
         self.server.metrics.messages.labels("in", "audio").inc()
         self.last_activity = time.monotonic()
         t0 = time.perf_counter()
@@ -373,8 +372,6 @@ class StreamSession:
         await self._store()
 
     async def _on_stop(self) -> None:
-        if self.analyzer is None:
-            raise p.ProtocolError(p.NOT_STARTED, "nothing to stop: send start first")
         await self._settle()
         arrived = time.perf_counter()
         # the last words first (cheap), then the final report (the whole recording again)
@@ -391,7 +388,8 @@ class StreamSession:
                 await asyncio.to_thread(self.server.store.delete, self.session_id)
             except Exception:  # it expires on its own; the recitation is over either way
                 log.warning("session store unreachable: a finished session was left to expire")
-        self.analyzer, self.start, self.session_id, self.resampler = None, None, None, None
+        self.analyzer, self.session_id, self.resampler = None, None, None
+        self.conn.stopped()
         self.unsaved.clear()
         self.server.end_stream(self)
         self.last_activity = time.monotonic()
