@@ -55,7 +55,7 @@ function setBusy(busy, recording = false) {
 }
 
 // ---- choosing what to recite ------------------------------------------------------------------
-const CHOICES = ["surah", "ayah", "ayah-end", "mode", "madd-monfasel", "madd-mottasel", "madd-aared"];
+const CHOICES = ["surah", "ayah", "ayah-end", "mode", "madd-monfasel", "madd-mottasel", "madd-aared", "reciter"];
 
 async function loadSurahs() {
   const response = await api("/api/surahs");
@@ -67,6 +67,8 @@ async function loadSurahs() {
   for (const id of CHOICES) {
     $(id).addEventListener("change", () => {
       rememberChoice();
+      showPlayReference();
+      if (id === "reciter") return; // the text stays: only the comparison changes
       if (id === "mode") {
         if (page.reference) drawText();
         if (page.report) renderReport(page.report);
@@ -123,13 +125,16 @@ function specLabel(spec) { return `${surahName(+spec.split(":")[0])} ${spec}`; }
 function chosen() {
   const settings = { madd_monfasel: +$("madd-monfasel").value, madd_mottasel: +$("madd-mottasel").value,
                      madd_aared: +$("madd-aared").value };
+  // a reference reciter compares one whole ayah (its recordings are per ayah)
+  const single = (spec) => (/^\d+:\d+$/.test(spec) && $("reciter").value.trim()) || null;
   if (page.focus) {
     const { surah, ayah, words } = page.focus;
-    return { surah, ayah, end: null, words, settings, spec: words ? `${surah}:${ayah}:${words}` : `${surah}:${ayah}` };
+    const spec = words ? `${surah}:${ayah}:${words}` : `${surah}:${ayah}`;
+    return { surah, ayah, end: null, words, settings, spec, reciter: single(spec) };
   }
   const surah = +$("surah").value, ayah = +$("ayah").value, end = +$("ayah-end").value || null;
   const spec = end && end !== ayah ? `${surah}:${ayah}-${end}` : `${surah}:${ayah}`;
-  return { surah, ayah, end: end && end !== ayah ? end : null, words: null, settings, spec };
+  return { surah, ayah, end: end && end !== ayah ? end : null, words: null, settings, spec, reciter: single(spec) };
 }
 
 // Show the text of the current choice; false (and a message) when it cannot be shown.
@@ -163,6 +168,7 @@ async function fetchReference(spec, query) {
 // The text on the page: the chosen reference, or the one a report judged (below).
 function drawText(shown = page.reference) {
   page.shown = shown;
+  showPlayReference();
   page.spans = view.renderText(shown, { hidden: $("mode").value === "memorise", ayahEnds: !page.focus?.words });
   $("word-panel").hidden = true;
   const banner = $("practice-banner");
@@ -216,7 +222,7 @@ function endTake(take, statusKey = "st_idle", state = "idle") {
 
 function resetFeedback() {
   $("violations").replaceChildren(); $("why").replaceChildren();
-  for (const id of ["scores", "why-box", "praise", "report-details", "findings-title", "word-panel"]) $(id).hidden = true;
+  for (const id of ["scores", "why-box", "prosody-box", "praise", "report-details", "findings-title", "word-panel"]) $(id).hidden = true;
   delete $("scores").dataset.ready;
   page.report = null;
   view.drawPitch([]);
@@ -285,9 +291,10 @@ function stopRecording() {
 function send(take, type, data = {}) { take.ws.send(JSON.stringify({ type, data })); }
 
 function sendStart(take, sessionId) {
-  const { surah, ayah, end, words, settings } = take.spec;
+  const { surah, ayah, end, words, settings, reciter } = take.spec;
   const data = { protocol: "1.0", surah, ayah, sample_rate: SAMPLE_RATE, encoding: "pcm_s16le", settings };
   if (end) data.ayah_end = end;
+  if (reciter) data.reciter = reciter;
   if (words) data.words = words;
   if (sessionId) { data.session_id = sessionId; data.resume_token = take.resumeToken; }
   if (API_KEY) data.api_key = API_KEY;
@@ -324,6 +331,7 @@ function handle(take, { type, data }) {
     view.markCurrent(page.spans, data.current_word);
   } else if (type === "word") {
     view.markWord(page.spans, data.index, data.verdict, { tentative: true });
+    if (data.prosody) view.markProsody(page.spans, data.index, data.prosody);
   } else if (type === "violation") {
     $("findings-title").hidden = false;
     view.addFinding($("violations"), data, page.shown, { tentative: true, onPlay: play });
@@ -382,7 +390,10 @@ function onError(take, data) {
     }, data.retry_after_ms || 1000);
     return;
   }
-  if (code === "bad_audio" && take.stopping) { // e.g. only silence: nothing to assess
+  if (code === "unknown_reciter") { // the session was refused before it began: back to ready
+    say(t("unknown_reciter", { name: take.spec.reciter }));
+    endTake(take, "st_idle");
+  } else if (code === "bad_audio" && take.stopping) { // e.g. only silence: nothing to assess
     say(t("no_speech", { message: message.replace(/\.$/, "") }));
     endTake(take, "st_idle");
   } else if (["unknown_ayah", "bad_settings", "session_too_large", "bad_audio_format", "unsupported_protocol",
@@ -419,6 +430,7 @@ function renderReport(report) {
   $("findings-title").hidden = list.children.length === 0;
   view.renderScores(report);
   view.explainScores(report, page.shown);
+  view.renderProsody(report.prosody, page.spans);
   if (report.gate.path === "content_mismatch") {
     say(t("mismatch", { spec: report.spec, name: surahName(+report.spec.split(":")[0]) }));
   }
@@ -449,6 +461,35 @@ function play(from, to) {
   for (let i = a; i < b; i++) channel[i - a] = samples[i] / 32768;
   const source = page.play.createBufferSource();
   source.buffer = buffer; source.connect(page.play.destination); source.start();
+}
+
+// The chosen reciter's recording of the ayah (/audio/{slug}/{surah}/{ayah}), when the server has it.
+function referenceUrl() {
+  const reciter = $("reciter").value.trim(), { surah, ayah, end } = chosen();
+  if (!reciter || end) return null; // recordings are per ayah
+  const slug = reciter.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "");
+  return slug ? `/audio/${slug}/${surah}/${ayah}` : null; // a word practised: its whole ayah
+}
+
+function showPlayReference() {
+  $("play-reference").hidden = !referenceUrl();
+  $("legend-prosody").hidden = !$("reciter").value.trim();
+}
+
+async function playReference() {
+  const url = referenceUrl();
+  if (!url) return;
+  if (page.referenceAudio) page.referenceAudio.pause();
+  try {
+    const response = await fetch(url, { headers: { Range: "bytes=0-0", ...(API_KEY ? { "X-API-Key": API_KEY } : {}) } });
+    if (response.status === 404) { say(t("no_reference_audio", { name: $("reciter").value.trim() }), "info"); return; }
+    if (!response.ok) { say(t("unreachable")); return; }
+  } catch {
+    say(t("unreachable")); return;
+  }
+  say("");
+  page.referenceAudio = new Audio(url);
+  page.referenceAudio.play().catch(() => say(t("no_reference_audio", { name: $("reciter").value.trim() }), "info"));
 }
 
 // ---- practising one word or ayah again ----------------------------------------------------------
@@ -494,6 +535,7 @@ async function upload(file) {
   const { spec, settings } = take.spec;
   const form = new FormData();
   form.append("file", file); form.append("ayah", spec);
+  if (take.spec.reciter) form.append("reciter", take.spec.reciter);
   for (const [k, v] of Object.entries(settings)) form.append(k, v);
   setBusy(true);
   status("st_uploading", "connected");
@@ -508,6 +550,9 @@ async function upload(file) {
   }
   if (!response.ok) {
     if (response.status === 401) { endTake(take, "st_idle"); return; }
+    if (data && data.error && data.error.code === "unknown_reciter") {
+      say(t("unknown_reciter", { name: take.spec.reciter })); endTake(take, "st_idle"); return;
+    }
     const message = data && data.error ? data.error.message : `HTTP ${response.status} ${response.statusText}`;
     say(t(response.status === 413 ? "upload_too_large" : "upload_refused", { message: message.replace(/\.$/, "") }));
     endTake(take, "st_idle");
@@ -558,6 +603,8 @@ $("ayah-text").addEventListener("keydown", (e) => {
   const word = e.target.closest(".word");
   if (word && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); openWordPanel(+word.dataset.index); }
 });
+$("play-reference").addEventListener("click", playReference);
+$("reciter").addEventListener("input", showPlayReference);
 $("close-word").addEventListener("click", () => { $("word-panel").hidden = true; });
 $("back-whole").addEventListener("click", () => { page.focus = null; showReference(); });
 $("clear-history").addEventListener("click", () => clearAttempts().then(refreshProgress));

@@ -96,6 +96,25 @@ const STRINGS = {
   practising_word: ["word {n} of {spec}", "الكلمة {n} من {spec}"],
   back_whole: ["Back to {spec}", "العودة إلى {spec}"],
   s_second: ["{s} s", "{s} ث"],
+  // a reference reciter
+  reciter: ["Reference reciter", "القارئ المرجع"],
+  reciter_none: ["none (e.g. Mahmoud Khalil Al-Husary)", "لا أحد (مثلا Mahmoud Khalil Al-Husary)"],
+  play_reference: ["▶ Play the reference", "▶ استمع إلى القارئ"],
+  no_reference_audio: ["The reference audio of {name} for this ayah is not on this server.",
+                       "تسجيل {name} لهذه الآية غير موجود على هذا الخادم."],
+  unknown_reciter: ["This server has no reference for “{name}” on this ayah: choose another reciter or leave the "
+                    + "field empty (iqrah reference build --reciter measures one).",
+                    "لا مرجع على هذا الخادم للقارئ «{name}» في هذه الآية: اختر قارئا آخر أو اترك الحقل فارغا."],
+  prosody_title: ["Recite like your teacher", "اقرأ كما يقرأ شيخك"],
+  prosody_note: ["Guidance only, not part of the scores above: a different pace or maqam is not a mistake. Compared with",
+                 "إرشاد فقط، لا يدخل في الدرجات أعلاه: اختلاف السرعة أو المقام ليس خطأ. المقارنة مع"],
+  prosody_close: ["Your tempo and melody follow the reference closely.", "سرعتك ولحنك قريبان من القارئ المرجع."],
+  legend_prosody: ["Above: the reference reciter (guidance)", "فوق الكلمة: مقارنة بالقارئ المرجع (إرشاد)"],
+  hint_tempo: ["↔ tempo", "↔ السرعة"], hint_melody: ["♪ melody", "♪ اللحن"],
+  p_tempo: ["tempo", "السرعة"], p_rhythm: ["rhythm", "الإيقاع"], p_melody: ["melody", "اللحن"],
+  pf_rushed: ["rushed", "استعجال"], pf_slow: ["slower than the reference", "أبطأ من القارئ"],
+  pf_falls_where_reference_rises: ["your voice fell where the reference rises", "انخفض صوتك حيث يرتفع القارئ"],
+  pf_rises_where_reference_falls: ["your voice rose where the reference falls", "ارتفع صوتك حيث ينخفض القارئ"],
 };
 
 // What the report calls things, in words a learner knows (rule names also come with the reference).

@@ -218,6 +218,49 @@ function formatPoints(p) {
   return `${rounded <= 0 ? "−" : "+"}${Math.abs(rounded)}`;
 }
 
+// ---- prosody: guidance from a reference reciter, apart from the scores ---------------------------
+// A hint on a word the comparison found something on: ⏱ tempo (rushed, slow), ♪ melody (a turn the
+// other way); its feedback (live) or the findings' names (report) as the title.
+export function markProsody(spans, index, prosody) {
+  const span = spans[index], findings = (prosody && prosody.findings) || [];
+  if (!span) return;
+  delete span.dataset.prosody;
+  if (!findings.length) return;
+  span.dataset.prosody = findings.some((f) => f === "rushed" || f === "slow") ? "tempo" : "melody";
+  const fb = prosody.feedback;
+  const note = fb && (fb[language()] || fb.en) ? tidy(fb[language()] || fb.en) : findings.map((f) => t(`pf_${f}`)).join("; ");
+  span.title = `${span.title}\n${note}`;
+}
+
+export function renderProsody(prosody, spans) {
+  const box = $("prosody-box");
+  box.hidden = !prosody;
+  if (!prosody) return;
+  $("prosody-reciter").textContent = prosody.reciter;
+  const scores = $("prosody-scores");
+  scores.replaceChildren();
+  for (const name of ["tempo", "rhythm", "melody"]) {
+    const div = document.createElement("div");
+    div.dataset.score = name;
+    const b = document.createElement("b");
+    const value = prosody.scores[name];
+    b.textContent = value === null || value === undefined ? "–" : Math.round(value);
+    div.append(b, t(`p_${name}`));
+    scores.append(div);
+  }
+  const list = $("prosody-feedback");
+  list.replaceChildren();
+  for (const line of prosody.feedback || []) {
+    const li = document.createElement("li");
+    li.append(quoted(line[language()] || line.en));
+    list.append(li);
+  }
+  if (!list.children.length) {
+    const li = document.createElement("li"); li.textContent = t("prosody_close"); list.append(li);
+  }
+  for (const w of prosody.words || []) markProsody(spans, w.index, w);
+}
+
 // ---- pitch ---------------------------------------------------------------------------------------
 // The last seconds of the reciter's pitch on a log scale, 70-400 Hz, with its axes.
 const LOW = 70, HIGH = 400, FRAMES_PER_S = 10;
