@@ -136,5 +136,8 @@ def test_server_streams_and_uploads_compare_with_a_reference_reciter(model_ok, r
         refused = client.post("/api/analyze", data={"ayah": "10:64", "reciter": HUSARY},
                               files={"file": ("a.opus", path.read_bytes(), "audio/ogg")})
         assert refused.status_code == 422 and refused.json()["error"]["code"] == "unknown_reciter"
+        ranged = client.post("/api/analyze", data={"ayah": "10:63-64", "reciter": HUSARY},
+                             files={"file": ("a.opus", path.read_bytes(), "audio/ogg")})
+        assert ranged.status_code == 200 and ranged.json()["prosody"] is None  # one whole ayah only
         metrics = client.get("/metrics").text
         assert 'iqrah_cache_requests_total{result="hit"}' in metrics

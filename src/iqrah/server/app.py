@@ -112,6 +112,8 @@ class ServerState:
         if not name:
             return None
         ayah = parse_spec(spec)
+        if ayah.word_start is not None or len(ayah.ayahs) > 1:
+            return None  # prosody compares one whole ayah: a range or a word span goes without it
         model = self.model.model if isinstance(self.model, BatchingModel) else self.model
         entry = reciter_entry(self.cache, name, ayah.surah, ayah.ayah, model_key(model)) if self.cache else None
         if entry is None or entry.get("spec") != spec:
