@@ -35,15 +35,14 @@ def main() -> None:
     import soxr
 
     from iqrah.acoustic.registry import load_model
-    from iqrah.analyze import analyze, judge
+    from iqrah.analyze import analyze
     from iqrah.assess.prosody import Contour, compare, spans_of
     from iqrah.audio import decode_audio
     from iqrah.audio.pitch import estimate_pitch
     from iqrah.config import AnalyzeSettings
     from iqrah.evaluate.manifest import read_manifest
     from iqrah.evaluate.tsm import time_stretch
-    from iqrah.reciters import features
-    from iqrah.report.build import build_report
+    from iqrah.reciters import measure
     from iqrah.stream import StreamingAnalyzer
 
     model = load_model(threads=1)
@@ -57,12 +56,9 @@ def main() -> None:
     for rec in records:
         audio = decode_audio(rec.path)
         spec = f"{rec.surah}:{rec.ayah}"
-        judged, samples, segments = judge(audio, spec, AnalyzeSettings(basmala="no"), model)
-        if not judged.matches:
+        entry = measure(audio, spec, model, AnalyzeSettings(basmala="no"))
+        if isinstance(entry, str):  # not heard as this ayah: no reference
             continue
-        pitch = estimate_pitch(samples)
-        entry = features(build_report(judged, samples=samples, segments=segments, model_name=model.name,
-                                      profile="beginner", pitch=pitch), pitch, judged)
 
         def versus(x, change=None):
             report = analyze(x, spec, AnalyzeSettings(basmala="no"), model)

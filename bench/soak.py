@@ -16,14 +16,11 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
+from stream_latency import start_local_server
 
 FILES = [("offline-tarteel-test-corpus-001002.opus", 1, 2), ("offline-tarteel-test-corpus-112001.opus", 112, 1),
          ("offline-tarteel-test-corpus-v3-ea-alafasy-002263.opus", 2, 263)]
@@ -113,20 +110,7 @@ def main(argv=None) -> dict:
                   for f, s, a in FILES]
     server, url = None, args.url
     if url is None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        server = subprocess.Popen([sys.executable, "-m", "iqrah.cli", "serve", "--port", str(port), "--cache", "none",
-                                   "--client-connections", "0", "--client-audio-per-minute", "0",
-                                   "--client-connects-per-minute", "0"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"ws://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(url.replace("ws://", "http://") + "/health", timeout=1)
-                break
-            except Exception:
-                time.sleep(0.1)
+        server, url = start_local_server()
     try:
         out = asyncio.run(soak(url, recordings, args.clients, args.minutes * 60, server.pid if server else None))
     finally:

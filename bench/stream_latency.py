@@ -96,6 +96,24 @@ async def client(url: str, audio: np.ndarray, spec: tuple[int, int], index: int)
             "audio_s": len(pcm) / 32000}
 
 
+def start_local_server(*options: str) -> tuple[subprocess.Popen, str]:
+    """``iqrah serve`` on a free local port, once its /health answers: (process, ws:// url).
+    Every client of a benchmark comes from this machine, one IP: no per-client caps, no cache."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "iqrah.cli", "serve", "--port", str(port),
+                               "--client-connections", "0", "--client-audio-per-minute", "0",
+                               "--client-connects-per-minute", "0", "--cache", "none", *options],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"ws://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(url.replace("ws://", "http://") + "/health", timeout=1)
+            break
+        except Exception:
+            time.sleep(0.1)
+    return server, url
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -135,21 +153,8 @@ def main() -> None:
     server = None
     url = args.url
     if url is None:
-        port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "iqrah.cli", "serve", "--port", str(port),
-                                   "--max-connections", str(max(100, args.clients)),
-                                   # every client comes from this machine: one IP, so no per-client caps
-                                   "--client-connections", "0", "--client-audio-per-minute", "0",
-                                   "--client-connects-per-minute", "0", "--cache", "none",
-                                   *(["--model", args.model] if args.model else [])],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"ws://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(url.replace("ws://", "http://") + "/health", timeout=1)
-                break
-            except Exception:
-                time.sleep(0.1)
+        server, url = start_local_server("--max-connections", str(max(100, args.clients)),
+                                         *(["--model", args.model] if args.model else []))
     try:
         async def run_all():
             return await asyncio.gather(*(client(url, a, s, i) for i, (a, s) in enumerate(recordings)),

@@ -145,6 +145,20 @@ def _streams(port: int) -> float:
     return 0.0
 
 
+def _resume(url: str, session: str, token: str, pcm: bytes) -> tuple[int, dict, float]:
+    """Reconnect through NGINX with the session and its token, resend what the server does not
+    hold, stop: (audio_ms it held, the final report, when ready came)."""
+    from websockets.sync.client import connect
+
+    with connect(f"ws://{url}/ws/stream?session={session}", max_size=2**24) as ws:
+        ws.send(json.dumps({"type": "start", "data": START | {"session_id": session, "resume_token": token}}))
+        held_ms = _until(ws, "ready")[-1]["data"]["resumed_from"]["audio_ms"]
+        ready_at = time.time()
+        _send(ws, pcm[held_ms * 32:])
+        ws.send(json.dumps({"type": "stop"}))
+        return held_ms, _until(ws, "final")[-1]["data"], ready_at
+
+
 def _report(final: dict) -> dict:
     return {k: v for k, v in final.items() if k != "timings_ms"}
 
@@ -179,22 +193,10 @@ def test_sigkill_mid_ayah_resumes_through_nginx_with_the_same_report(cluster, pc
         except Exception:  # noqa: BLE001 - the connection dies with the server
             pass
     reconnected = time.time()
-    with connect(f"ws://{url}/ws/stream?session={session}", max_size=2**24) as ws:
-        ws.send(json.dumps({"type": "start", "data": START | {"session_id": session, "resume_token": token}}))
-        ready = _until(ws, "ready")[-1]["data"]
-        resumed = time.time()
-        held_ms = ready["resumed_from"]["audio_ms"]
-        assert 0 < held_ms <= half // 32
-        _send(ws, pcm[held_ms * 32:])
-        ws.send(json.dumps({"type": "stop"}))
-        final = _until(ws, "final")[-1]["data"]
+    held_ms, final, resumed = _resume(url, session, token, pcm)
+    assert 0 < held_ms <= half // 32
     survivor = next(port for port in servers if port != holder)
     assert servers[survivor].poll() is None
-    if _report(final) != _report(reference):
-        import difflib
-        a = json.dumps(_report(reference), indent=1, ensure_ascii=False).splitlines()
-        b = json.dumps(_report(final), indent=1, ensure_ascii=False).splitlines()
-        print("\n".join(list(difflib.unified_diff(a, b, lineterm=""))[:80]))
     assert _report(final) == _report(reference)  # the same report: no word lost, nothing judged twice
     assert {w["index"] for w in final["words"] if w["start"] is not None} >= {w["data"]["index"] for w in words}
     print(f"\nfailover: kill -> ready on the other server {resumed - killed:.2f} s "
@@ -222,12 +224,7 @@ def test_sigterm_drains_behind_nginx_and_the_stream_resumes_elsewhere(cluster, p
         assert told["code"] == "shutting_down"
     # it drained and stopped (uvicorn re-raises the SIGTERM it caught once shut down: status -15)
     assert servers[holder].wait(30) in (0, -signal.SIGTERM)
-    with connect(f"ws://{url}/ws/stream?session={session}", max_size=2**24) as ws:
-        ws.send(json.dumps({"type": "start", "data": START | {"session_id": session, "resume_token": token}}))
-        held_ms = _until(ws, "ready")[-1]["data"]["resumed_from"]["audio_ms"]
-        assert held_ms == half // 32  # everything sent before the restart was saved
-        _send(ws, pcm[held_ms * 32:])
-        ws.send(json.dumps({"type": "stop"}))
-        final = _until(ws, "final")[-1]["data"]
+    held_ms, final, _ = _resume(url, session, token, pcm)
+    assert held_ms == half // 32  # everything sent before the restart was saved
     assert final["duration_s"] == pytest.approx(len(pcm) / 32000, abs=0.01)
     assert all(w["start"] is not None for w in final["words"])

@@ -32,21 +32,14 @@ def test_measures_on_known_inputs():
 @pytest.fixture(scope="module")
 def husary(recitations):
     from iqrah.acoustic.onnx_model import OnnxAcousticModel, bundled_model_path
-    from iqrah.analyze import judge
     from iqrah.audio import decode_audio
-    from iqrah.audio.pitch import estimate_pitch
-    from iqrah.config import AnalyzeSettings
-    from iqrah.reciters import features
-    from iqrah.report.build import build_report
+    from iqrah.reciters import measure
 
     if not bundled_model_path().is_file():
         pytest.skip("the bundled acoustic model is not in this checkout")
     model = OnnxAcousticModel(threads=1)
     audio = decode_audio(recitations / FILE)
-    judged, samples, segments = judge(audio, SPEC, AnalyzeSettings(), model)
-    pitch = estimate_pitch(samples)
-    report = build_report(judged, samples=samples, segments=segments, model_name="m", profile="beginner", pitch=pitch)
-    return model, audio, features(report, pitch, judged)
+    return model, audio, measure(audio, SPEC, model)
 
 
 def _prosody(model, audio, entry, contour_change=None):

@@ -79,31 +79,38 @@ def features(report, pitch, judged) -> dict:
 _MODEL = None
 
 
+def measure(audio: np.ndarray, spec: str, model, settings=None) -> dict | str:
+    """A reference recording of ``spec`` (16 kHz samples) measured by ``model``: its entry
+    (``features``), or why it cannot be one (it does not sound like ``spec``)."""
+    from .analyze import judge
+    from .audio.pitch import estimate_pitch
+    from .config import AnalyzeSettings
+    from .report.build import build_report
+
+    judged, samples, segments = judge(audio, spec, settings or AnalyzeSettings(), model)
+    if not judged.matches:
+        return f"does not sound like {spec} (PER {judged.content.per:.0%})"
+    pitch = estimate_pitch(samples)
+    report = build_report(judged, samples=samples, segments=segments, model_name=model.name, profile="beginner",
+                          pitch=pitch)
+    return features(report, pitch, judged)
+
+
 def _measure(args: tuple[str, int, int, str | None]) -> tuple[int, int, dict | str]:
     """One recording in a worker process (the model is loaded once per process)."""
     global _MODEL
     from .acoustic.registry import load_model
-    from .analyze import judge
     from .audio import AudioError, decode_audio
-    from .audio.pitch import estimate_pitch
-    from .config import AnalyzeSettings
     from .quran import UnknownAyahError
-    from .report.build import build_report
 
     path, surah, ayah, model_name = args
     if _MODEL is None:
         _MODEL = load_model(model_name, threads=1)
     try:
-        audio = decode_audio(path)
-        judged, samples, segments = judge(audio, f"{surah}:{ayah}", AnalyzeSettings(), _MODEL)
+        entry = measure(decode_audio(path), f"{surah}:{ayah}", _MODEL)
     except (AudioError, UnknownAyahError) as exc:
         return surah, ayah, str(exc)
-    if not judged.matches:
-        return surah, ayah, f"does not sound like {surah}:{ayah} (PER {judged.content.per:.0%})"
-    pitch = estimate_pitch(samples)
-    report = build_report(judged, samples=samples, segments=segments, model_name=_MODEL.name, profile="beginner",
-                          pitch=pitch)
-    return surah, ayah, features(report, pitch, judged) | {"audio": str(path)}
+    return surah, ayah, entry if isinstance(entry, str) else entry | {"audio": str(path)}
 
 
 def model_key(model) -> str:

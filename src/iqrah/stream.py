@@ -103,6 +103,9 @@ class StreamingAnalyzer:
         self.model = model
         # a reference reciter (name, entry of this ayah): each word event compares with theirs
         self.reciter = reciter if reciter and prosody_applies(self.reference, reciter[1]) else None
+        if self.reciter is not None:  # read once: each word event compares with them
+            self._ref_spans = {int(i): (s, e) for i, s, e in self.reciter[1]["words"]}
+            self._ref_contour = Contour.from_entry(self.reciter[1]["pitch"])
         self.step_s, self.context_words, self.margin_s = step_s, context_words, margin_s
         self.revise_s, self.max_window_s = revise_s, max_window_s
         self.end_pad_s, self.settle_s, self.model_context_s = end_pad_s, settle_s, model_context_s
@@ -447,14 +450,12 @@ class StreamingAnalyzer:
         """The word against the reference reciter's, by the code the final report uses."""
         if self.reciter is None:
             return None
-        name, entry = self.reciter
-        spans = {int(i): (s, e) for i, s, e in entry["words"]}
-        if state.index not in spans:
+        if state.index not in self._ref_spans:
             return None
         word = compare_word(state.index, (state.start, state.end), Contour.from_pitch(self.pitch),
-                            spans[state.index], Contour.from_entry(entry["pitch"]))
+                            self._ref_spans[state.index], self._ref_contour)
         text = self.reference.words[state.index].text
-        return word.to_dict() | {"reciter": name,
+        return word.to_dict() | {"reciter": self.reciter[0],
                                  "feedback": [prosody_feedback(f, text).model_dump() for f in word.findings]}
 
     def _partial_if_due(self) -> list[Event]:
