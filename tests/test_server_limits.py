@@ -464,11 +464,15 @@ def test_per_client_limits_on_connections_and_uploads(model):
 def test_a_session_id_alone_does_not_attach_to_a_live_session(model):
     """A second client holding a live session's id attached to it and read its verdicts; now a
     resume needs the resume token, and the client that resumes becomes the session's only owner."""
-    with serving(model, store=MemorySessionStore()) as host, ws_connect(host) as owner:
+    store = MemorySessionStore()
+    with serving(model, store=store) as host, ws_connect(host) as owner:
         owner.send(start_msg())
         ready = next_message(owner, "ready")
         assert ready["resume_token"] and ready["resume_token"] != ready["session_id"]
         owner.send(tone(1.0))
+        deadline = time.monotonic() + 10  # the server saves audio after feeding it: wait for the save
+        while not (store.load(ready["session_id"]) or ({}, b""))[1] and time.monotonic() < deadline:
+            time.sleep(0.02)
         for token in (None, "guess"):
             with ws_connect(host) as thief:
                 thief.send(start_msg(session_id=ready["session_id"], **({"resume_token": token} if token else {})))
