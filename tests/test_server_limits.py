@@ -511,3 +511,42 @@ def test_the_rate_limiter_stays_bounded_with_many_addresses():
     assert len(limits.uploads) <= MAX_TRACKED
     last = 3 * MAX_TRACKED - 1  # the newest client is still remembered: its second upload waits
     assert "a minute" in limits.upload(f"ip:10.0.{last // 256}.{last % 256}")
+
+
+def test_a_paused_redis_holds_back_no_verdicts(model, speech, tmp_path):
+    """Item 4: a session's saves were awaited in its feed loop, so with Redis paused (SIGSTOP: every
+    call waits for the 2 s socket timeout) each word's verdict waited for a save first. Saves now
+    run in the background; once Redis is back the session is saved whole and resumes."""
+    import signal
+
+    proc, url = start_redis(tmp_path)
+    store = RedisSessionStore(url)
+    pcm = (np.clip(speech, -1, 1) * 32767).astype("<i2").tobytes()
+    chunk = 3200  # 100 ms
+    try:
+        with serving(model, store=store) as host, ws_connect(host) as ws:
+            ws.send(start_msg())
+            ready = next_message(ws, "ready")
+            proc.send_signal(signal.SIGSTOP)
+            began, words = time.monotonic(), []
+            for i in range(0, len(pcm), chunk):  # at real-time pace, words read as they come
+                ws.send(pcm[i:i + chunk])
+                while (left := began + (i + chunk) / 32000 - time.monotonic()) > 0:
+                    with contextlib.suppress(TimeoutError):
+                        msg = json.loads(ws.recv(timeout=left))
+                        if msg["type"] == "word":
+                            words.append((time.monotonic() - began, msg["data"]))
+            assert len(words) >= 3
+            late = [arrived - word["end"] for arrived, word in words]
+            assert max(late) < 1.8, late  # one save alone waits 2 s for the paused Redis
+            proc.send_signal(signal.SIGCONT)
+            ws.send(json.dumps({"type": "pause_test_over"}))  # an error reply: the connection lives on
+            assert next_message(ws, "error")["code"] == "unknown_type"
+        deadline = time.monotonic() + 10  # the connection closed: its session saved whole once Redis answers
+        while time.monotonic() < deadline and len((store.load(ready["session_id"]) or ({}, b""))[1]) < len(pcm):
+            time.sleep(0.05)
+        assert store.load(ready["session_id"])[1] == pcm
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+        proc.wait(5)

@@ -54,8 +54,11 @@ class StreamSession:
         self.conn = p.Connection()  # the protocol's state and rules (sans I/O)
         self.session_id: str | None = None
         self.resampler: soxr.ResampleStream | None = None
-        self.unsaved = bytearray()  # PCM16 fed to the analyzer since the session was last stored
+        self.unsaved = bytearray()  # PCM16 fed to the analyzer and not yet handed to the store writer
         self.stored = 0  # bytes of PCM16 the store holds for this session
+        self.queued: tuple[dict, bytes, bool] | None = None  # (meta, audio, whole?) the writer saves next
+        self.store_lost = False  # the store no longer holds what was saved: the next save is the whole
+        self.writing: asyncio.Task | None = None  # the background store writer
         self.inbox: list[np.ndarray] = []  # audio received and not yet fed to the analyzer
         self.inbox_since = 0.0  # when its oldest chunk arrived
         self.feeding: asyncio.Task | None = None
@@ -284,7 +287,7 @@ class StreamSession:
         if start.sample_rate != SAMPLE_RATE:
             self.resampler = soxr.ResampleStream(start.sample_rate, SAMPLE_RATE, 1, dtype="float32")
         ready["session_id"], ready["resume_token"] = self.session_id, token
-        await self._store()
+        self._store_soon()
         await self._send("ready", ready)
 
     async def _on_audio(self, payload: bytes, arrived: float) -> None:
@@ -350,7 +353,7 @@ class StreamSession:
                 if "acoustic" in analyzer.stage_ms:
                     self.server.metrics.step.observe(step_s)
                 if any(e.type == "word" for e in events) or len(self.unsaved) >= STORE_EVERY_BYTES:
-                    await self._store()
+                    self._store_soon()
                 await self._send_events(events, arrived)
         except Exception:
             await self._internal_error()
@@ -368,8 +371,14 @@ class StreamSession:
             await self.feeding
 
     async def _settle_and_store(self) -> None:
+        """Feed what was received, then save the session and wait until it is written."""
         await self._settle()
-        await self._store()
+        for _ in range(2):  # twice when the store turns out to have lost the session (whole again)
+            self._store_soon()
+            if self.writing is not None:
+                await self.writing
+            if not self.store_lost:
+                break
 
     async def _on_stop(self) -> None:
         await self._settle()
@@ -383,6 +392,9 @@ class StreamSession:
             events = []
         self.server.metrics.observe_stages(self.analyzer.stage_ms)
         await self._send_events(events, arrived)
+        self.queued = None  # over: what is still to be written is not needed, and nothing may follow the delete
+        if self.writing is not None:
+            await self.writing
         if self.session_id:
             try:
                 await asyncio.to_thread(self.server.store.delete, self.session_id)
@@ -426,28 +438,52 @@ class StreamSession:
             except RuntimeError:
                 pass
 
-    async def _store(self) -> None:
+    # ---- the session store (written in the background) -------------------------------------
+    def _store_soon(self) -> None:
+        """Hand the store writer this moment's state and return at once: a slow store (Redis
+        paused) must not hold back this session's verdicts. Call it between feeds only (it reads
+        the analyzer). States handed over while one is written merge into one write, in order."""
         if self.analyzer is None or self.session_id is None:
             return
         meta = {"spec": self.start.spec, "analyzer": self.analyzer.snapshot(), "updated": time.time(),
                 "token": self.token_hash}
-        audio, self.unsaved = bytes(self.unsaved), bytearray()
+        if self.store_lost:  # the store restarted and lost the session: save all of it again
+            self.queued, self.store_lost = (meta, to_pcm16(self.analyzer.audio()), True), False
+        elif self.queued is None:
+            self.queued = (meta, bytes(self.unsaved), False)
+        else:
+            _, audio, whole = self.queued
+            self.queued = (meta, audio + bytes(self.unsaved), whole)
+        self.unsaved.clear()
+        if self.writing is None or self.writing.done():
+            self.writing = asyncio.create_task(self._write_queued())
+
+    async def _write_queued(self) -> None:
         store = self.server.store
-        try:
-            if not await asyncio.to_thread(store.save, self.session_id, meta, audio, self.stored, self.owner):
-                # the store does not hold what was saved before (it restarted): save all of it again
-                whole = to_pcm16(self.analyzer.audio())
-                await asyncio.to_thread(store.save_all, self.session_id, meta, whole, self.owner)
-                self.stored = len(whole)
-            else:
-                self.stored += len(audio)
-        except SessionTaken:  # a client with the resume token goes on with it elsewhere
-            self.session_id = None
-            await self._error(p.SESSION_TAKEN, "this session was resumed by another connection")
-            await self._close(CLOSE_POLICY, "session taken over")
-        except Exception:  # the store is down: the stream goes on, only resuming is lost
-            log.warning("session store unreachable: a session was not saved (it is kept here, saved later)")
-            self.unsaved[:0] = audio
+        while self.queued is not None and self.session_id is not None:
+            (meta, audio, whole), self.queued = self.queued, None
+            try:
+                if whole:
+                    await asyncio.to_thread(store.save_all, self.session_id, meta, audio, self.owner)
+                    self.stored = len(audio)
+                elif await asyncio.to_thread(store.save, self.session_id, meta, audio, self.stored, self.owner):
+                    self.stored += len(audio)
+                else:  # the store does not hold what was saved before: the next state goes whole
+                    self.store_lost, self.queued = True, None
+                    return
+            except SessionTaken:  # a client with the resume token goes on with it elsewhere
+                self.session_id, self.queued = None, None
+                await self._error(p.SESSION_TAKEN, "this session was resumed by another connection")
+                await self._close(CLOSE_POLICY, "session taken over")
+                return
+            except Exception:  # the store is down: the stream goes on, only resuming is lost for now
+                log.warning("session store unreachable: a session was not saved (it is kept here, saved later)")
+                if self.queued is None:  # written with the next state handed over
+                    self.queued = (meta, audio, whole)
+                else:
+                    newer, more, more_whole = self.queued
+                    self.queued = (newer, more if more_whole else audio + more, whole or more_whole)
+                return
 
 
 def _hash_token(token: str) -> str:
