@@ -1,6 +1,7 @@
 """Soak: N clients stream real recitations over and over at real-time pace for M minutes.
 
-    .venv/bin/python bench/soak.py [--clients 10] [--minutes 60] [--url ws://...] [--json out.json]
+    .venv/bin/python bench/soak.py [--clients 10] [--minutes 60] [--url ws://... | --redis-url redis://...]
+                                   [--json out.json]
 
 Without --url it starts `iqrah serve` on a free port (and stops it after). First each recording
 is streamed once alone: its final report is the undisturbed one. Then every client loops over
@@ -100,7 +101,8 @@ def main(argv=None) -> dict:
     root = Path(os.environ.get("IQRAH_RECITATIONS", Path(__file__).resolve().parents[2] / "shared" / "recitations"))
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--minutes", type=float, default=60.0)
-    parser.add_argument("--url")
+    parser.add_argument("--url", help="a running server (else one is started here)")
+    parser.add_argument("--redis-url", help="the started server keeps its sessions in this Redis")
     parser.add_argument("--recitations", type=Path, default=root)
     parser.add_argument("--json")
     args = parser.parse_args(argv)
@@ -110,14 +112,14 @@ def main(argv=None) -> dict:
                   for f, s, a in FILES]
     server, url = None, args.url
     if url is None:
-        server, url = start_local_server()
+        server, url = start_local_server(*(["--redis-url", args.redis_url] if args.redis_url else []))
     try:
         out = asyncio.run(soak(url, recordings, args.clients, args.minutes * 60, server.pid if server else None))
     finally:
         if server:
             server.terminate()
             server.wait(30)
-    out |= {"clients": args.clients, "minutes": args.minutes}
+    out |= {"clients": args.clients, "minutes": args.minutes, "session_store": "redis" if args.redis_url else "memory"}
     print(f"{args.clients} clients, {args.minutes:g} min: {out['streams']} streams, {out['errors']} errors "
           f"{out['error_codes']}, {out['differing']} finals differing from the undisturbed ones; server RSS "
           f"{out.get('rss_mb')}")
