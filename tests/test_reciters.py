@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from iqrah.cache import SQLiteCache
 from iqrah.cli import app
-from iqrah.reciters import EVERYAYAH, find_recordings, model_version, reciter_entry, slug
+from iqrah.reciters import EVERYAYAH, catalogue, find_recordings, model_version, reciter_entry, slug
 
 HUSARY = "Mahmoud Khalil Al-Husary"
 FILES = {"offline-tarteel-test-corpus-v3-ea-husary-010063.opus": (10, 63),
@@ -57,6 +57,8 @@ def test_reference_build_measures_a_reciter_and_resumes(model_ok, recitations, t
     again = runner.invoke(app, ["reference", "build", "--reciter", HUSARY, "--audio-dir", str(folder),
                                 "--cache", url, "--jobs", "1"])
     assert again.exit_code == 0 and "0 built, 2 already" in again.output
+    assert catalogue(cache, model_version()) == {slug(HUSARY): {"name": HUSARY, "ayahs": [[10, 63], [14, 20]]}}
+    assert catalogue(cache, "another-model") == {}  # a new model lists none of the old one's entries
 
 
 def test_reference_build_reports_bad_input(tmp_path):
@@ -112,9 +114,21 @@ def test_server_streams_and_uploads_compare_with_a_reference_reciter(model_ok, r
     path = recitations / "train" / "offline-tarteel-test-corpus-v3-ea-husary-010063.opus"
     build_reciter(HUSARY, [Recording(path, 10, 63)], SQLiteCache(tmp_path / "c.sqlite3"), jobs=1)
     pcm = (decode_audio(path) * 32767).astype("<i2").tobytes()
-    config = ServerConfig(cache=f"sqlite:///{tmp_path / 'c.sqlite3'}")
+    (tmp_path / "audio" / slug(HUSARY)).mkdir(parents=True)
+    (tmp_path / "audio" / slug(HUSARY) / "010063.opus").write_bytes(path.read_bytes())
+    config = ServerConfig(cache=f"sqlite:///{tmp_path / 'c.sqlite3'}", audio_dir=str(tmp_path / "audio"))
     start = {"protocol": "1.0", "surah": 10, "ayah": 63, "sample_rate": 16000, "encoding": "pcm_s16le"}
     with TestClient(create_app(config)) as client:
+        listed = client.get("/api/reciters").json()
+        assert listed["model"] == model_version()
+        assert listed["reciters"] == [{"name": HUSARY, "slug": slug(HUSARY), "ayahs": 1, "audio": True}]
+        assert client.get("/api/reciters", params={"surah": 10, "ayah": 64}).json()["reciters"] == []
+        entry = client.get(f"/api/reciters/{HUSARY}/10/63").json()
+        assert entry["spec"] == "10:63" and len(entry["words"]) > 3 and entry["pitch"]["f0"]
+        assert "audio" not in entry and client.get(entry["audio_url"]).status_code == 200
+        assert client.get(f"/api/reciters/{HUSARY}/10/64").status_code == 404
+        assert client.get("/api/reciters/Nobody/10/63").status_code == 404
+        assert client.get(f"/api/reciters/{HUSARY}/999/1").status_code == 404
         with client.websocket_connect("/ws/stream") as ws:
             ws.send_text(json.dumps({"type": "start", "data": start | {"reciter": "Nobody"}}))
             error = json.loads(ws.receive_text())

@@ -137,16 +137,41 @@ def build_reciter(reciter: str, recordings: list[Recording], cache: Cache, *, mo
     work = [(str(r.path), r.surah, r.ayah, model_name) for r in todo]
     results: Iterator = (map(_measure, work) if jobs <= 1
                          else ProcessPoolExecutor(jobs).map(_measure, work, chunksize=1))
-    for surah, ayah, result in results:
-        recording = by_ayah[surah, ayah]
-        if isinstance(result, str):
-            counts["failed"][f"{surah}:{ayah}"] = result
-        else:
-            cache.put(keys[surah, ayah], result | {"reciter": reciter, "model": version})
-            counts["built"] += 1
-        if progress:
-            progress(recording, result if isinstance(result, str) else None)
+    failed = set()
+    try:
+        for surah, ayah, result in results:
+            recording = by_ayah[surah, ayah]
+            if isinstance(result, str):
+                counts["failed"][f"{surah}:{ayah}"] = result
+                failed.add((surah, ayah))
+            else:
+                cache.put(keys[surah, ayah], result | {"reciter": reciter, "model": version})
+                counts["built"] += 1
+            if progress:
+                progress(recording, result if isinstance(result, str) else None)
+    finally:  # an interrupted build lists what it measured so far
+        held = [[s, a] for (s, a), key in keys.items() if (s, a) not in failed and cache.get(key) is not None]
+        add_to_catalogue(cache, version, reciter, held)
     return counts
+
+
+def catalogue_key(model: str) -> str:
+    """Where the list of reference reciters measured by ``model`` lives (no slug starts with _)."""
+    return cache_key(model, "_reciters", 0, 0)
+
+
+def add_to_catalogue(cache: Cache, model: str, reciter: str, ayahs: list[list[int]]) -> None:
+    """Record that ``reciter`` has entries of ``ayahs`` ([surah, ayah] pairs) for ``model``."""
+    catalogue = cache.get(catalogue_key(model)) or {}
+    known = {tuple(x) for x in catalogue.get(slug(reciter), {}).get("ayahs", [])} | {tuple(x) for x in ayahs}
+    if known:
+        catalogue[slug(reciter)] = {"name": reciter, "ayahs": sorted([s, a] for s, a in known)}
+        cache.put(catalogue_key(model), catalogue)
+
+
+def catalogue(cache: Cache, model: str) -> dict[str, dict]:
+    """{slug: {"name", "ayahs": [[surah, ayah], ...]}} of the reciters measured by ``model``."""
+    return cache.get(catalogue_key(model)) or {}
 
 
 def reciter_entry(cache: Cache, reciter: str, surah: int, ayah: int, model: str) -> dict | None:

@@ -34,10 +34,10 @@ from ..quran import UnknownAyahError, build_reference, parse_spec
 from ..quran.names import SURAH_NAMES_EN
 from ..quran.reference import use_reference_cache
 from ..quran.text import SURAH_COUNT, ayah_count, surah_name_ar
-from ..reciters import model_key, reciter_entry
+from ..reciters import catalogue, model_key, reciter_entry, slug
 from . import protocol as p
 from .access import AccessMiddleware, client_id, key_from
-from .audio_origin import audio_router
+from .audio_origin import audio_router, find_audio
 from .config import ServerConfig
 from .http_limits import FORM_OVERHEAD_BYTES, BodyLimitMiddleware, BodyRefused, refusal
 from .limits import ClientLimits
@@ -114,12 +114,15 @@ class ServerState:
         ayah = parse_spec(spec)
         if ayah.word_start is not None or len(ayah.ayahs) > 1:
             return None  # prosody compares one whole ayah: a range or a word span goes without it
-        model = self.model.model if isinstance(self.model, BatchingModel) else self.model
-        entry = reciter_entry(self.cache, name, ayah.surah, ayah.ayah, model_key(model)) if self.cache else None
+        entry = reciter_entry(self.cache, name, ayah.surah, ayah.ayah, self.model_key()) if self.cache else None
         if entry is None or entry.get("spec") != spec:
             raise ValueError(f"no recording of {spec} by {name!r} on this server (iqrah reference build "
                              "--reciter measures one)")
         return name, entry
+
+    def model_key(self) -> str:
+        """The final model's key: reciter entries measured by another model are not read."""
+        return model_key(self.model.model if isinstance(self.model, BatchingModel) else self.model)
 
     def load_model(self) -> None:
         if self.model is not None:
@@ -383,6 +386,33 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
         except ValueError as exc:
             return JSONResponse({"error": {"code": "bad_settings", "message": str(exc)}}, status_code=422)
         return JSONResponse(ref.to_dict())
+
+    @app.get("/api/reciters")
+    async def reciters(surah: int | None = None, ayah: int | None = None):
+        """The reference reciters this server compares with (measured by its final model), those
+        with a recording of ``surah:ayah`` when given; ``audio``: whether /audio plays them."""
+        measured = await asyncio.to_thread(catalogue, state.cache, state.model_key()) if state.cache else {}
+        audio_root = Path(config.audio_dir) if config.audio_dir else None
+        found = []
+        for key, item in sorted(measured.items()):
+            ayahs = [tuple(x) for x in item["ayahs"]]
+            if surah is not None and ayah is not None and (surah, ayah) not in ayahs:
+                continue
+            found.append({"name": item["name"], "slug": key, "ayahs": len(ayahs),
+                          "audio": audio_root is not None and (audio_root / key).is_dir()})
+        return {"model": state.model_key(), "reciters": found}
+
+    @app.get("/api/reciters/{reciter}/{surah}/{ayah}")
+    async def reciter_reference(reciter: str, surah: int, ayah: int):
+        """What the server measured of a reference reciter's recording of one ayah: word and
+        phoneme spans (s), the pitch contour (Hz, 20 ms frames), tempo, madd lengths in harakat."""
+        try:
+            found = await asyncio.to_thread(state.reciter, reciter, f"{surah}:{ayah}")
+        except (UnknownAyahError, ValueError) as exc:
+            return JSONResponse({"error": {"code": "not_found", "message": str(exc)}}, status_code=404)
+        entry = {k: v for k, v in found[1].items() if k != "audio"}  # a path on this server: not for clients
+        path = find_audio(Path(config.audio_dir), slug(reciter), surah, ayah) if config.audio_dir else None
+        return entry | {"audio_url": f"/audio/{slug(reciter)}/{surah}/{ayah}" if path else None}
 
     @app.post("/api/analyze")
     async def api_analyze(request: Request, file: UploadFile = File(...), ayah: str = Form(...),
