@@ -4,7 +4,8 @@
 
 1. get latency (p50, p99, max in ms) of SQLite and of Redis (the URL given, else a redis-server
    started on loopback when one is installed) for a reciter entry (word spans, a pitch contour
-   of 20 ms frames, tempo, madd durations of a 15 s ayah) and for the text reference of 2:282;
+   of 20 ms frames, tempo, madd durations of a 15 s ayah) and for the text reference of 2:282
+   (as stored: columns; and with the Reference objects built from it);
 2. the text references of a few ayahs built from the phonetizer (a cold cache) against read back
    from the cache (warm), as a server's first request for each ayah pays it.
 """
@@ -33,12 +34,12 @@ def reciter_entry(rng) -> dict:
             "tempo": 7.9, "madd": [[3, 4.1], [9, 2.0], [17, 5.8]], "audio": "husary/005058.mp3"}
 
 
-def latencies(cache, key: str, gets: int) -> dict:
+def latencies(cache, key: str, gets: int, then=lambda value: value) -> dict:
     cache.get(key)
     times = []
     for _ in range(gets):
         start = time.perf_counter()
-        cache.get(key)
+        then(cache.get(key))
         times.append((time.perf_counter() - start) * 1000)
     t = np.array(times)
     return {"p50_ms": round(float(np.percentile(t, 50)), 3), "p99_ms": round(float(np.percentile(t, 99)), 3),
@@ -79,7 +80,9 @@ def main() -> None:
     stores = {"sqlite": SQLiteCache(Path(folder) / "cache.sqlite3")}
     if url:
         stores["redis"] = RedisCache(url)
-    text = build_reference("2:282").to_dict()
+    from iqrah.quran.reference import Reference
+
+    text = build_reference("2:282").to_columns()  # as stored_reference keeps it
     out = {"gets": args.gets, "get": {}, "startup_ms": {}}
     try:
         for name, cache in stores.items():
@@ -88,6 +91,8 @@ def main() -> None:
             for label, (key, value) in entries.items():
                 cache.put(key, value)
                 out["get"][f"{name}: {label}"] = latencies(cache, key, args.gets)
+            out["get"][f"{name}: text reference 2:282 + objects"] = latencies(
+                cache, entries["text reference 2:282"][0], args.gets, Reference.from_columns)
         cache = stores["sqlite"]
         for spec in AYAHS:
             use_reference_cache(cache)

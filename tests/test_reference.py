@@ -144,3 +144,16 @@ def test_spec_forms():
     assert str(parse_spec(" 2 : 255 - 257 ")) == "2:255-257"
     assert str(parse_spec("2:255:3")) == "2:255:3"
     assert parse_spec("2:255:3-7").word_end == 7
+
+
+def test_references_stored_as_columns_read_back_equal():
+    """The cache keeps a Reference as flat columns (few containers to unpack); reading it back
+    gives the same words, units, sifat and rules, with equal sifat and rules shared."""
+    from iqrah.quran.reference import Reference
+
+    for spec, basmala in (("2:282", False), ("2:1", True), ("2:255:3-5", False), ("1:1-7", False)):
+        ref = build_reference(spec, include_basmala=basmala)
+        back = Reference.from_columns(ref.to_columns())
+        assert back == ref and back.to_dict() == ref.to_dict()
+    units = Reference.from_columns(build_reference("2:282").to_columns()).units
+    assert len({id(u.sifat) for u in units}) < len(units) / 4

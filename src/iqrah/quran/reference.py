@@ -100,6 +100,48 @@ class Reference:
                    phonemes=data["phonemes"], includes_basmala=data["includes_basmala"])
 
 
+    def to_columns(self) -> dict:
+        """The Reference as a few flat lists (one per field) instead of a dict per unit: what the
+        reference cache stores, so that reading back an ayah of 500 units unpacks a few dozen
+        containers, not thousands (each of which the garbage collector would have to visit)."""
+        units, words = self.units, self.words
+        rules = [(u.index, r) for u in units for r in u.rules]
+        return {"spec": self.spec, "settings": asdict(self.settings), "phonemes": self.phonemes,
+                "includes_basmala": self.includes_basmala,
+                "words": {"surah": [w.surah for w in words], "ayah": [w.ayah for w in words],
+                          "number": [w.number for w in words], "text": [w.text for w in words],
+                          "units": [x for w in words for x in w.units], "phonemes": [w.phonemes for w in words]},
+                "units": {"phonemes": [u.phonemes for u in units], "word_index": [u.word_index for u in units],
+                          "char_span": [x for u in units for x in u.char_span],
+                          "phoneme_span": [x for u in units for x in u.phoneme_span],
+                          "sifat": {name: [u.sifat.get(name) for u in units] for name in SIFAT}},
+                "rules": {"unit": [i for i, _ in rules], "family": [r.family for _, r in rules],
+                          "kind": [r.kind for _, r in rules], "harakat": [r.harakat for _, r in rules],
+                          "name_en": [r.name_en for _, r in rules], "name_ar": [r.name_ar for _, r in rules]}}
+
+    @classmethod
+    def from_columns(cls, data: dict) -> Reference:
+        """The Reference ``to_columns`` described. Equal sifat and rules are shared objects."""
+        w, u, r = data["words"], data["units"], data["rules"]
+        shared: dict = {}
+        rules: dict[int, list[Rule]] = {}
+        for i, *fields in zip(r["unit"], r["family"], r["kind"], r["harakat"], r["name_en"], r["name_ar"]):
+            rules.setdefault(i, []).append(shared.setdefault(tuple(fields), Rule(*fields)))
+        sifat_rows = zip(*(u["sifat"][name] for name in SIFAT))
+        units = []
+        for i, (phonemes, word_index, row) in enumerate(zip(u["phonemes"], u["word_index"], sifat_rows)):
+            sifat = shared.get(row)
+            if sifat is None:
+                sifat = shared[row] = {name: v for name, v in zip(SIFAT, row) if v is not None}
+            units.append(PhonemeUnit(i, phonemes, word_index, tuple(u["char_span"][2 * i:2 * i + 2]),
+                                     tuple(u["phoneme_span"][2 * i:2 * i + 2]), sifat, tuple(rules.get(i, ()))))
+        words = tuple(Word(i, surah, ayah, number, text, tuple(w["units"][2 * i:2 * i + 2]), phonemes)
+                      for i, (surah, ayah, number, text, phonemes)
+                      in enumerate(zip(w["surah"], w["ayah"], w["number"], w["text"], w["phonemes"])))
+        return cls(spec=data["spec"], settings=RecitationSettings(**data["settings"]), words=words,
+                   units=tuple(units), phonemes=data["phonemes"], includes_basmala=data["includes_basmala"])
+
+
 def build_reference(spec: str | AyahSpec, settings: RecitationSettings | None = None, *,
                     include_basmala: bool = False) -> Reference:
     """The Reference for ``spec``. ``include_basmala`` prepends the basmala to an ayah 1 that is
@@ -140,8 +182,10 @@ def stored_reference(store, spec: AyahSpec, settings: RecitationSettings, includ
     from ..cache import cache_key, settings_tag
 
     ayahs = f"{spec}{'+basmala' if include_basmala else ''}".split(":", 1)[1]
-    key = cache_key(f"qt{version('quran-transcript')}", settings_tag(settings), spec.surah, ayahs)
-    return Reference.from_dict(store.get_or_build(key, lambda: _phonetize(spec, settings, include_basmala).to_dict()))
+    # "c": stored as columns (to_columns); the dict per unit of before is not read
+    key = cache_key(f"qt{version('quran-transcript')}c", settings_tag(settings), spec.surah, ayahs)
+    return Reference.from_columns(store.get_or_build(
+        key, lambda: _phonetize(spec, settings, include_basmala).to_columns()))
 
 
 def _phonetize(spec: AyahSpec, settings: RecitationSettings, include_basmala: bool) -> Reference:
