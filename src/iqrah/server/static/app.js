@@ -17,6 +17,8 @@ const RESEND_BURST_S = 25, RESEND_PACE = 1.5;
 const page = {
   surahs: [], reference: null, spans: [], focus: null, take: null, report: null, play: null,
   status: ["st_idle", "idle"], busy: false, asked: 0,
+  reciters: { key: null, list: null }, // the server's reference reciters for the chosen ayah
+  entry: { key: null, data: null }, // what it measured of the chosen one's recording of that ayah
 };
 
 // ---- the API key, for a server that requires one (IQRAH_API_KEYS) ----------------------------
@@ -68,7 +70,7 @@ async function loadSurahs() {
     $(id).addEventListener("change", () => {
       rememberChoice();
       showPlayReference();
-      if (id === "reciter") return; // the text stays: only the comparison changes
+      if (id === "reciter") { noteReciter(); loadEntry(); return; } // the text stays: only the comparison changes
       if (id === "mode") {
         if (page.reference) drawText();
         if (page.report) renderReport(page.report);
@@ -125,8 +127,10 @@ function specLabel(spec) { return `${surahName(+spec.split(":")[0])} ${spec}`; }
 function chosen() {
   const settings = { madd_monfasel: +$("madd-monfasel").value, madd_mottasel: +$("madd-mottasel").value,
                      madd_aared: +$("madd-aared").value };
-  // a reference reciter compares one whole ayah (its recordings are per ayah)
-  const single = (spec) => (/^\d+:\d+$/.test(spec) && $("reciter").value.trim()) || null;
+  // a reference reciter compares one whole ayah (its recordings are per ayah); one the server's
+  // list for that ayah lacks is not sent (the note says so): the take would be refused
+  const name = $("reciter").value.trim();
+  const single = (spec) => (name && /^\d+:\d+$/.test(spec) && !reciterMissing(spec) ? name : null);
   if (page.focus) {
     const { surah, ayah, words } = page.focus;
     const spec = words ? `${surah}:${ayah}:${words}` : `${surah}:${ayah}`;
@@ -149,6 +153,7 @@ function showReference() {
     say("");
     page.reference = result.data; page.referenceKey = `${spec}?${query}`;
     drawText();
+    refreshReciters();
     return true;
   });
   return page.latest;
@@ -181,9 +186,127 @@ function drawText(shown = page.reference) {
   }
 }
 
+// ---- reference reciters ---------------------------------------------------------------------------
+function slug(name) { return name.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, ""); }
+
+// The reciters the server measured for the chosen ayah (all of them for a range) as the field's
+// suggestions; then the note and the measured entry of the one chosen.
+async function refreshReciters() {
+  const { surah, ayah, end } = chosen();
+  const key = end ? "all" : `${surah}:${ayah}`;
+  if (page.reciters.key !== key) {
+    page.reciters = { key, list: null };
+    let list = null;
+    try {
+      const response = await api(end ? "/api/reciters" : `/api/reciters?surah=${surah}&ayah=${ayah}`);
+      if (response.ok) list = (await response.json()).reciters;
+    } catch { /* no list: the name typed goes as it is, and the server judges it */ }
+    if (page.reciters.key !== key) return; // a later choice was made meanwhile
+    page.reciters.list = list;
+    $("reciters").replaceChildren(...(list || []).map((r) => {
+      const o = document.createElement("option"); o.value = r.name; return o;
+    }));
+    const field = $("reciter");
+    field.dataset.i18nPlaceholder = list && !list.length && !end ? "reciter_none_here" : "reciter_none";
+    field.placeholder = t(field.dataset.i18nPlaceholder);
+  }
+  noteReciter();
+  loadEntry();
+}
+
+// The list's entry of the reciter typed (matched as the server matches names: by slug), or null.
+function measuredReciter() {
+  const name = $("reciter").value.trim(), list = page.reciters.list;
+  return (name && list && list.find((r) => r.slug === slug(name))) || null;
+}
+
+// The server's list for this single ayah is known and lacks the reciter typed.
+function reciterMissing(spec) {
+  const list = page.reciters.list;
+  return !!list && page.reciters.key === spec && !measuredReciter();
+}
+
+function noteReciter() {
+  const name = $("reciter").value.trim(), { spec, words } = chosen(), list = page.reciters.list;
+  let text = "";
+  if (name && list && !words && page.reciters.key === spec && !measuredReciter()) {
+    text = list.length ? t("reciter_not_here", { name, spec, names: list.map((r) => r.name).join(", ") })
+      : t("reciters_none_here", { spec });
+  }
+  $("reciter-note").textContent = text; $("reciter-note").hidden = !text;
+}
+
+// What the server measured of the chosen reciter's recording of the ayah (words, pitch, audio_url).
+async function loadEntry() {
+  const found = measuredReciter(), { surah, ayah, end } = chosen();
+  const key = found && !end ? `${found.slug}/${surah}/${ayah}` : null;
+  if (page.entry.key === key) return;
+  page.entry = { key, data: null };
+  if (key) {
+    try {
+      const response = await api(`/api/reciters/${key}`);
+      if (response.ok && page.entry.key === key) page.entry.data = await response.json();
+    } catch { /* the page works without it: no reference curve, no word of the reference */ }
+  }
+  if (page.entry.key === key) drawPitch();
+}
+
+// The entry's span of one word of the page (a word of `page.shown`), or null. A reference recording
+// of an ayah 1 may have been judged with the basmala before it: its word indices then count those.
+function referenceWord(word) {
+  const entry = page.entry.data;
+  if (!entry || !word || word.ayah === 0 || entry.spec !== `${word.surah}:${word.ayah}`) return null;
+  const ayahWords = page.reference && !page.focus?.words
+    ? page.reference.words.filter((w) => w.ayah === word.ayah).length : 0;
+  const extra = ayahWords ? Math.max(0, (entry.verdicts || []).length - ayahWords) : 0;
+  const found = entry.words.find(([index]) => index === word.number - 1 + extra);
+  return found ? { start: found[1], end: found[2] } : null;
+}
+
+// The pitch view of a take: the learner's pitch and, with a measured reference, its contour on the
+// learner's words timed so far. Before any word is timed nothing of the reference is drawn: drawn at
+// its own pace it would look early or late when the learner is only slower or faster, and the view
+// compares melody, not tempo (the tempo has its own score).
+function drawPitch(take = page.take) {
+  const entry = page.entry.data;
+  let reference = null;
+  if (entry && entry.pitch) {
+    const pairs = [];
+    for (const [index, span] of take ? take.spans : []) {
+      const ref = referenceWord(page.shown && page.shown.words[index]);
+      if (ref) pairs.push([[ref.start, ref.end], span]);
+    }
+    reference = { name: entry.reciter || $("reciter").value.trim(), segments: view.referenceCurve(entry.pitch, pairs) };
+  }
+  view.drawPitch(take ? take.pitch : [], { reference, whole: !!take && take.finished && take.pitch.length > 0 });
+}
+
+// A word of the reference recording: from its start to its end. timeupdate comes only every 250 ms
+// or so: a timer pauses it on time, looking again at the media clock when it fires (timers and the
+// clock drift apart), and timeupdate is the backstop.
+function playReferenceSpan(url, from, to) {
+  if (page.referenceAudio) page.referenceAudio.pause();
+  clearTimeout(page.spanTimer);
+  const audio = (page.referenceAudio = new Audio(url));
+  const stop = () => { clearTimeout(page.spanTimer); audio.pause(); };
+  const watch = () => {
+    const left = (to - audio.currentTime) / audio.playbackRate;
+    if (left <= 0.01) stop();
+    else page.spanTimer = setTimeout(watch, Math.max(10, left * 1000));
+  };
+  audio.addEventListener("timeupdate", () => { if (audio.currentTime >= to) stop(); });
+  audio.addEventListener("playing", () => { clearTimeout(page.spanTimer); watch(); });
+  audio.addEventListener("loadedmetadata", () => {
+    audio.currentTime = from;
+    audio.play().catch(missing);
+  }, { once: true });
+  const missing = () => say(t("no_reference_audio", { name: $("reciter").value.trim() }), "info");
+  audio.addEventListener("error", missing, { once: true });
+}
+
 // ---- a take: one recording, live or uploaded ----------------------------------------------------
 function newTake(source) {
-  const take = { source, spec: chosen(), audio: [], pitch: [], ws: null, ready: false, sessionId: null,
+  const take = { source, spec: chosen(), audio: [], pitch: [], spans: new Map(), ws: null, ready: false, sessionId: null,
                  recording: false, stopping: false, finished: false, reported: false, catchingUp: false,
                  waiting: false, retries: 0, fresh: 0, mic: null, timer: null, resendTimer: null };
   if (page.take) endTake(page.take, null);
@@ -218,6 +341,7 @@ function endTake(take, statusKey = "st_idle", state = "idle") {
   releaseMic(take);
   if (take.ws) { const ws = take.ws; take.ws = null; ws.close(1000); }
   if (statusKey) { setBusy(false); status(statusKey, state); }
+  if (page.take === take) drawPitch(); // the whole take now
 }
 
 function resetFeedback() {
@@ -225,7 +349,7 @@ function resetFeedback() {
   for (const id of ["scores", "why-box", "prosody-box", "praise", "report-details", "findings-title", "word-panel"]) $(id).hidden = true;
   delete $("scores").dataset.ready;
   page.report = null;
-  view.drawPitch([]);
+  drawPitch(null);
   if (page.reference) drawText();
 }
 
@@ -270,7 +394,7 @@ async function openMicrophone() {
 function onFrame(take, frame) {
   if (!take.recording || page.take !== take) return;
   take.audio.push(frame);
-  take.pitch.push(view.pitchOf(frame)); view.drawPitch(take.pitch);
+  take.pitch.push(view.pitchOf(frame)); drawPitch(take);
   if (take.ready && !take.catchingUp && take.ws && take.ws.readyState === WebSocket.OPEN) take.ws.send(frame.buffer);
 }
 
@@ -331,6 +455,10 @@ function handle(take, { type, data }) {
     view.markCurrent(page.spans, data.current_word);
   } else if (type === "word") {
     view.markWord(page.spans, data.index, data.verdict, { tentative: true });
+    // its span (revised as later audio moves it): the reference's contour of that word follows it
+    if (Number.isFinite(data.start) && Number.isFinite(data.end)) {
+      take.spans.set(data.index, [data.start, data.end]); drawPitch(take);
+    }
     if (data.prosody) view.markProsody(page.spans, data.index, data.prosody);
   } else if (type === "violation") {
     $("findings-title").hidden = false;
@@ -410,6 +538,8 @@ function onError(take, data) {
 function showReport(report, take) {
   page.report = report;
   renderReport(report);
+  take.spans = new Map(report.words.filter((w) => Number.isFinite(w.start) && Number.isFinite(w.end))
+    .map((w) => [w.index, [w.start, w.end]]));
   $("scores").dataset.ready = "true";
   saveAttempt(report, { mode: $("mode").value, source: take.source }).then(refreshProgress);
   const results = $("results");
@@ -467,8 +597,7 @@ function play(from, to) {
 function referenceUrl() {
   const reciter = $("reciter").value.trim(), { surah, ayah, end } = chosen();
   if (!reciter || end) return null; // recordings are per ayah
-  const slug = reciter.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "");
-  return slug ? `/audio/${slug}/${surah}/${ayah}` : null; // a word practised: its whole ayah
+  return slug(reciter) ? `/audio/${slug(reciter)}/${surah}/${ayah}` : null; // a word practised: its whole ayah
 }
 
 function showPlayReference() {
@@ -512,6 +641,10 @@ function openWordPanel(index) {
   const hear = $("hear-word");
   hear.hidden = !(timed && timed.start !== null && page.take && page.take.audio.length);
   hear.onclick = () => play(timed.start - 0.2, timed.end + 0.2);
+  const ref = referenceWord(word), url = page.entry.data && page.entry.data.audio_url;
+  $("hear-reference").hidden = !(ref && url);
+  $("hear-reference").querySelector(".name").textContent = ref ? page.entry.data.reciter || $("reciter").value.trim() : "";
+  $("hear-reference").onclick = () => playReferenceSpan(url, ref.start, ref.end);
   const wholeAyah = page.shown.words.filter((w) => w.ayah === word.ayah).length === page.shown.words.length;
   $("redo-ayah").hidden = wholeAyah || word.ayah === 0;
   $("redo-word").hidden = word.ayah === 0; // a basmala is recited with its ayah
@@ -559,8 +692,16 @@ async function upload(file) {
     return;
   }
   try { take.audio = [await decodeForPlayback(file)]; } catch { /* playback is optional */ }
+  take.pitch = pitchTrack(recorded(take));
   showReport(data, take);
   endTake(take, "st_done");
+}
+
+// The pitch of a whole recording, frame by frame as the microphone's is drawn.
+function pitchTrack(samples) {
+  const out = [];
+  for (let at = 0; at + FRAME <= samples.length; at += FRAME) out.push(view.pitchOf(samples.subarray(at, at + FRAME)));
+  return out;
 }
 
 async function decodeForPlayback(file) {
@@ -585,6 +726,7 @@ function switchLanguage() {
   fillSurahs();
   status(...page.status);
   setBusy(page.busy, !!(page.take && page.take.recording));
+  noteReciter();
   if (page.reference && page.focus) drawText();
   if (page.report) renderReport(page.report);
   refreshProgress();
@@ -613,8 +755,9 @@ $("progress-table").addEventListener("click", (e) => {
   const row = e.target.closest("tr[data-spec]");
   if (row && !page.busy) chooseSpec(row.dataset.spec);
 });
-window.addEventListener("resize", () => view.drawPitch(page.take ? page.take.pitch : []));
+window.addEventListener("resize", () => drawPitch());
+$("pitch-box").addEventListener("toggle", () => drawPitch());
 if (!window.isSecureContext) { $("notice").textContent = t("insecure"); $("notice").hidden = false; }
 if (window.matchMedia("(max-width: 760px)").matches) $("pitch-box").open = false;
-loadSurahs().then((loaded) => loaded !== false && showReference()).then(() => view.drawPitch([]))
+loadSurahs().then((loaded) => loaded !== false && showReference()).then(() => drawPitch())
   .catch(() => say(t("unreachable")));

@@ -27,6 +27,18 @@ const STRINGS = {
   tentative: ["dashed: live, not yet confirmed", "متقطع: مباشر، لم يُؤكَّد بعد"],
   pitch: ["Pitch of your voice", "طبقة صوتك"],
   pitch_axes: ["Hz (up) over the last seconds (right: now)", "هرتز (أعلى) عبر الثواني الأخيرة (اليمين: الآن)"],
+  pitch_axes_take: ["Hz (up) over the whole take (seconds from its start)", "هرتز (أعلى) عبر التلاوة كلها (بالثواني من بدايتها)"],
+  pitch_axes_st: ["Semitones (st) around each voice's usual pitch (up), so that any voice compares fairly, over the "
+                  + "last seconds (right: now)",
+                  "أنصاف النغمات حول الطبقة المعتادة لكل صوت (أعلى)، ليُقارن أي صوت بإنصاف، عبر الثواني الأخيرة "
+                  + "(اليمين: الآن)"],
+  pitch_axes_st_take: ["Semitones (st) around each voice's usual pitch (up), so that any voice compares fairly, over "
+                       + "the whole take (seconds from its start)",
+                       "أنصاف النغمات حول الطبقة المعتادة لكل صوت (أعلى)، ليُقارن أي صوت بإنصاف، عبر التلاوة كلها "
+                       + "(بالثواني من بدايتها)"],
+  pitch_compared: ["Pitch of your voice and of the reference", "طبقة صوتك وصوت القارئ المرجع"],
+  pitch_you: ["you", "أنت"],
+  pitch_aligned: ["(aligned on your words)", "(مُحاذى على كلماتك)"],
   feedback: ["Feedback", "الملاحظات"],
   why: ["Why these scores", "سبب هذه الدرجات"],
   findings: ["What to work on (tap to hear it)", "ما تعمل عليه (انقر لتسمعه)"],
@@ -98,7 +110,16 @@ const STRINGS = {
   s_second: ["{s} s", "{s} ث"],
   // a reference reciter
   reciter: ["Reference reciter", "القارئ المرجع"],
-  reciter_none: ["none (e.g. Mahmoud Khalil Al-Husary)", "لا أحد (مثلا Mahmoud Khalil Al-Husary)"],
+  reciter_none: ["none (choose from the list)", "لا أحد (اختر من القائمة)"],
+  reciter_none_here: ["none measured for this ayah", "لا قارئ مقيس لهذه الآية"],
+  reciters_none_here: ["No reference reciter is measured for {spec} on this server: this ayah is recited and "
+                       + "assessed without a comparison.",
+                       "لا قارئ مرجع مقيس للآية {spec} على هذا الخادم: تُقرأ هذه الآية وتُقيَّم دون مقارنة."],
+  reciter_not_here: ["“{name}” is not measured for {spec} on this server (measured: {names}): choose one of them or "
+                     + "leave the field empty. Until then a take is assessed without a comparison.",
+                     "القارئ «{name}» غير مقيس للآية {spec} على هذا الخادم (المقيس: {names}): اختر أحدهم أو اترك "
+                     + "الحقل فارغا. وإلى ذلك تُقيَّم التلاوة دون مقارنة."],
+  hear_reference: ["▶ Hear it from", "▶ استمع إليها من"],
   play_reference: ["▶ Play the reference", "▶ استمع إلى القارئ"],
   no_reference_audio: ["The reference audio of {name} for this ayah is not on this server.",
                        "تسجيل {name} لهذه الآية غير موجود على هذا الخادم."],

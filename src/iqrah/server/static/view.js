@@ -262,11 +262,52 @@ export function renderProsody(prosody, spans) {
 }
 
 // ---- pitch ---------------------------------------------------------------------------------------
-// The last seconds of the reciter's pitch on a log scale, 70-400 Hz, with its axes.
-const LOW = 70, HIGH = 400, FRAMES_PER_S = 10;
-export function drawPitch(pitch) {
-  const canvas = $("pitch");
-  if (!canvas.clientWidth) return;
+// The reciter's pitch on a log scale, 70-400 Hz, with its axes: the last seconds while recording
+// (right: now), the whole take once it is over. With a reference reciter both voices are drawn in
+// semitones around each one's own median pitch, so a woman or a child compares with a man by the
+// shape of the melody, not by how high the voice is.
+const LOW = 70, HIGH = 400, FRAMES_PER_S = 10, SPAN_ST = 8; // semitone view: ±8 st around the median
+const YOU = "#1f5f8b", REFERENCE = "#d0782a"; // as --accent and --reference in app.css
+
+export function median(values) {
+  const sorted = values.filter((v) => v > 0).sort((a, b) => a - b);
+  return sorted.length ? sorted[sorted.length >> 1] : null;
+}
+
+// The reference's contour in the learner's time, word by word: `pairs` is [[refStart, refEnd],
+// [yourStart, yourEnd]] per word both have timed; the reference frames of each word are spread
+// linearly over the learner's span of the same word, so the two melodies line up whatever the pace.
+// Segments of [seconds of the learner's audio, semitones or null (unvoiced)].
+export function referenceCurve(pitch, pairs) {
+  const mid = median(pitch.f0.map((f) => f || 0));
+  if (!mid) return [];
+  return pairs.map(([[rs, re], [ls, le]]) => {
+    const segment = [];
+    if (!(re > rs) || !(le > ls)) return segment;
+    const first = Math.max(0, Math.ceil((rs - pitch.start_s) / pitch.step_s));
+    const last = Math.min(pitch.f0.length - 1, Math.floor((re - pitch.start_s) / pitch.step_s));
+    for (let i = first; i <= last; i++) {
+      const t = pitch.start_s + i * pitch.step_s, f = pitch.f0[i];
+      segment.push([ls + ((t - rs) * (le - ls)) / (re - rs), f ? 12 * Math.log2(f / mid) : null]);
+    }
+    return segment;
+  });
+}
+
+// `pitch`: the learner's Hz per 100 ms frame (0: unvoiced); `reference`: {name, segments} from
+// referenceCurve, or null; `whole`: the take is over (draw all of it).
+export function drawPitch(pitch, { reference = null, whole = false } = {}) {
+  const canvas = $("pitch"), relative = !!reference;
+  const axes = $("pitch-axes");
+  axes.dataset.i18n = `pitch_axes${relative ? "_st" : ""}${whole ? "_take" : ""}`;
+  axes.textContent = t(axes.dataset.i18n);
+  $("pitch-legend").hidden = !relative;
+  const title = $("pitch-box").querySelector("summary");
+  title.dataset.i18n = relative ? "pitch_compared" : "pitch"; title.textContent = t(title.dataset.i18n);
+  if (relative) $("pitch-reciter").textContent = reference.name;
+  canvas.dataset.scale = relative ? "semitones" : "hz";
+  canvas.dataset.learnerPoints = 0; canvas.dataset.referencePoints = 0;
+  if (!canvas.clientWidth) return; // folded away: drawn when opened
   const dpr = window.devicePixelRatio || 1, w = canvas.clientWidth, h = canvas.clientHeight;
   canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
   const ctx = canvas.getContext("2d");
@@ -274,30 +315,62 @@ export function drawPitch(pitch) {
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, h);
   const left = 46, bottom = h - 16, top = 6, right = w - 6;
-  const y = (hz) => bottom - ((Math.log2(hz) - Math.log2(LOW)) / (Math.log2(HIGH) - Math.log2(LOW))) * (bottom - top);
+  const clampY = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+  const y = relative ? (st) => bottom - ((clampY(st, -SPAN_ST, SPAN_ST) + SPAN_ST) / (2 * SPAN_ST)) * (bottom - top)
+    : (hz) => bottom - ((Math.log2(clampY(hz, LOW, HIGH)) - Math.log2(LOW)) / (Math.log2(HIGH) - Math.log2(LOW))) * (bottom - top);
   ctx.font = "10px system-ui, sans-serif"; ctx.fillStyle = "#5c6770"; ctx.strokeStyle = "#e3e0d8"; ctx.lineWidth = 1;
   ctx.textAlign = "right"; ctx.textBaseline = "middle";
-  for (const hz of [100, 200, 300]) {
-    ctx.beginPath(); ctx.moveTo(left, y(hz)); ctx.lineTo(right, y(hz)); ctx.stroke();
-    ctx.fillText(`${hz} Hz`, left - 3, y(hz));
+  const grid = relative ? [[-6, "−6 st"], [0, "0 st"], [6, "+6 st"]] : [[100, "100 Hz"], [200, "200 Hz"], [300, "300 Hz"]];
+  for (const [v, label] of grid) {
+    ctx.beginPath(); ctx.moveTo(left, y(v)); ctx.lineTo(right, y(v)); ctx.stroke();
+    ctx.fillText(label, left - 3, y(v));
   }
-  const seconds = Math.max(1, Math.floor((right - left) / 30)); // a second every 30 px at least
-  const perPx = (seconds * FRAMES_PER_S) / (right - left);
-  ctx.textAlign = "center"; ctx.textBaseline = "alphabetic";
-  for (let s = 0; s <= seconds; s += Math.max(1, Math.round(seconds / 6))) {
-    const x = right - (s * FRAMES_PER_S) / perPx;
-    ctx.textAlign = s === 0 ? "right" : "center";
-    ctx.fillText(s === 0 ? "0 s" : `−${s}`, x, h - 3);
+
+  // time: the last seconds (a second every 30 px at least), or the whole take
+  const now = pitch.length / FRAMES_PER_S;
+  let x, ticks;
+  if (whole) {
+    const ends = reference ? reference.segments.flat().map(([t]) => t) : [];
+    const duration = Math.max(1, now, ...ends);
+    x = (s) => left + (s * (right - left)) / duration;
+    const step = [1, 2, 5, 10, 20, 30, 60].find((d) => duration / d <= Math.max(2, (right - left) / 60)) || 120;
+    ticks = [];
+    for (let s = 0; s <= duration + 1e-6; s += step) ticks.push([x(s), s === 0 ? "0 s" : `${s}`, s === 0 ? "left" : "center"]);
+  } else {
+    const seconds = Math.max(1, Math.floor((right - left) / 30));
+    x = (s) => right - ((now - s) * (right - left)) / seconds;
+    ticks = [];
+    for (let s = 0; s <= seconds; s += Math.max(1, Math.round(seconds / 6))) {
+      ticks.push([right - (s * (right - left)) / seconds, s === 0 ? "0 s" : `−${s}`, s === 0 ? "right" : "center"]);
+    }
   }
-  const points = pitch.slice(-seconds * FRAMES_PER_S);
-  const x0 = right - points.length / perPx;
-  ctx.strokeStyle = "#1f5f8b"; ctx.lineWidth = 2; ctx.beginPath();
-  points.forEach((hz, i) => {
-    if (!hz) return;
-    const x = x0 + i / perPx, yy = y(Math.min(HIGH, Math.max(LOW, hz)));
-    i && points[i - 1] ? ctx.lineTo(x, yy) : ctx.moveTo(x, yy);
-  });
-  ctx.stroke();
+  ctx.textBaseline = "alphabetic";
+  for (const [tx, label, align] of ticks) { ctx.textAlign = align; ctx.fillText(label, tx, h - 3); }
+
+  ctx.save();
+  ctx.beginPath(); ctx.rect(left, 0, right - left, h); ctx.clip();
+  const line = (points, colour, width) => { // [[x, y or null]]: a break at each null
+    ctx.strokeStyle = colour; ctx.lineWidth = width; ctx.lineJoin = "round"; ctx.beginPath();
+    let drawn = 0, open = false;
+    for (const [px, py] of points) {
+      if (py === null || px < left - 2 || px > right + 2) { open = false; continue; }
+      open ? ctx.lineTo(px, py) : ctx.moveTo(px, py);
+      open = true; drawn++;
+    }
+    ctx.stroke();
+    return drawn;
+  };
+  // the reference first, wider and lighter, so the learner's line stays readable over it
+  let referencePoints = 0;
+  for (const segment of reference ? reference.segments : []) {
+    referencePoints += line(segment.map(([s, st]) => [x(s), st === null ? null : y(st)]), REFERENCE, 3);
+  }
+  const mid = relative ? median(pitch) : null;
+  const learner = pitch.map((hz, i) => [x((i + 0.5) / FRAMES_PER_S),
+    !hz ? null : relative ? (mid ? y(12 * Math.log2(hz / mid)) : null) : y(hz)]);
+  const learnerPoints = line(learner, YOU, 2);
+  ctx.restore();
+  canvas.dataset.learnerPoints = learnerPoints; canvas.dataset.referencePoints = referencePoints;
 }
 
 // autocorrelation over 70-400 Hz on one 100 ms frame of 16 kHz PCM16; 0 when unvoiced
