@@ -36,7 +36,8 @@ def build_report(judged: Judgement, *, samples: np.ndarray, segments: list[Speec
         tajweed=scoring.tajweed_score([f.severity for f in judged.findings], [f.confidence for f in judged.findings],
                                       sum(len(u.rules) for u in reference.units))
         if judged.matches else 0.0,
-        content=scoring.content_score(content.per))
+        content=scoring.content_score(_word_errors(judged), len(reference.words)) if judged.matches
+        else scoring.mismatch_content_score(content.per))
     return Report(
         spec=reference.spec, model=model_name, duration_s=round(samples.size / SAMPLE_RATE, 3),
         speech=[(round(s.start_s, 3), round(s.end_s, 3)) for s in segments],
@@ -45,6 +46,13 @@ def build_report(judged: Judgement, *, samples: np.ndarray, segments: list[Speec
         gate=Gate(per=round(content.per, 4), threshold=judged.gate_per,
                   path="assessed" if judged.matches else "content_mismatch"),
         pace=judged.pace)
+
+
+def _word_errors(judged: Judgement) -> int:
+    """Words said wrong or left out, and words said that the ayah does not have (added or repeated)."""
+    findings = judged.content.findings
+    wrong = {w for f in findings if f.kind in ("missing", "substituted") for w in f.word_indices}
+    return len(wrong) + sum(1 for f in findings if f.kind in ("repeated", "extra"))
 
 
 def _words(judged: Judgement, pitch: Pitch | None) -> list[WordResult]:
