@@ -175,3 +175,30 @@ def test_scores_of_a_correct_take_stay_put_under_noise_it_cannot_hear(model, spe
         report = analyze(noisy, "1:2", model=model)
         assert not report.content_errors and report.scores.content == 100
     assert pronunciation_score([0.0, np.log(0.6)]) == 100 and pronunciation_score([np.log(0.25)]) == 50
+
+
+def test_just_above_the_gate_a_take_is_judged_unless_a_neighbouring_ayah_fits_better(model, speech, recitations):
+    """Learners the model hears poorly sit just above the content gate and were told "this does
+    not sound like the ayah" on some takes; there the recording is judged, except when it is
+    rather the ayah before or after (the wrong-ayah mistake the gate is for)."""
+    from iqrah.analyze import GATE_GRAY_ZONE, analyze
+    from iqrah.config import AnalyzeSettings
+
+    learner = recitations / "dev" / "offline-tarteel-test-corpus-retasy-006.opus"  # labelled correct
+    own = analyze(learner, _spec_of(recitations, learner), model=model)
+    gate = own.gate.per - GATE_GRAY_ZONE / 2  # its PER now just above the gate
+    judged = analyze(learner, own.spec, AnalyzeSettings(gate_per=gate), model=model)
+    assert judged.gate.path == "assessed"
+    assert analyze(learner, own.spec, AnalyzeSettings(gate_per=own.gate.per - GATE_GRAY_ZONE - 0.01),
+                   model=model).gate.path == "content_mismatch"  # beyond the gray zone
+    wrong = analyze(speech, "1:3", model=model)  # Alafasy reciting 1:2, taken for 1:3
+    near = analyze(speech, "1:3", AnalyzeSettings(gate_per=wrong.gate.per - GATE_GRAY_ZONE / 2), model=model)
+    assert wrong.gate.path == near.gate.path == "content_mismatch"  # 1:2 fits it far better
+
+
+def _spec_of(recitations, path) -> str:
+    import csv
+
+    with open(recitations / "manifest.csv", encoding="utf-8") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["file"].endswith(path.name))
+    return f"{row['surah']}:{row['ayah']}"

@@ -88,8 +88,6 @@ const STRINGS = {
   why_overall: ["{c} % words + {p} % pronunciation + {t} % tajweed (weights for a {profile})",
                 "{c}٪ الكلمات + {p}٪ النطق + {t}٪ التجويد (أوزان {profile})"],
   profile_beginner: ["beginner", "المبتدئ"], profile_advanced: ["advanced learner", "المتقدم"],
-  why_content_none: ["{per} % of the sounds were heard differently from the text, though no word was wrong",
-                     "سُمع {per}٪ من الأصوات على غير النص، دون خطأ في كلمة"],
   why_content_mismatch: ["the recitation did not match the chosen ayah, so its words, pronunciation and tajweed "
                          + "were not judged (the findings below say what was heard instead)",
                          "التلاوة لا توافق الآية المختارة، فلم تُقيَّم كلماتها ولا نطقها ولا تجويدها "

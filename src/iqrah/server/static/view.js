@@ -5,6 +5,7 @@ import { arabicDigits, language, ruleName, t, tidy } from "./i18n.js";
 const $ = (id) => document.getElementById(id);
 const FAMILY_CLASS = { madd: "r-madd", ghunnah: "r-ghunnah", qalqalah: "r-qalqalah", idgham: "r-idgham" };
 const SEVERITY_WEIGHT = { major: 1, minor: 0.5 }; // as iqrah.report.scoring
+const CLEAR_RATIO = 0.5; // as iqrah.report.scoring: an expected phoneme at least this likely vs the best guess is clear
 const VERDICTS = ["correct", "tajweed_error", "content_error", "missing", "not_assessed"];
 
 // ---- the text ------------------------------------------------------------------------------
@@ -147,21 +148,19 @@ export function explainScores(report, reference) {
   const wordsRight = report.words.every((w) => w.verdict === "correct" || w.verdict === "tajweed_error");
 
   if (mismatch) add("overall", null, t("why_content_mismatch")); // nothing else was judged
-  else if (s.content < 99.5) {
-    if (!report.content_errors.length) {
-      add("content", s.content - 100, t("why_content_none", { per: Math.round(100 - s.content) }));
-    } else { // the score counts phonemes: the word errors share the deduction
-      const node = document.createElement("span");
-      report.content_errors.forEach((e, i) => {
-        if (i) node.append("; ");
-        node.append(findingLine(ruleName(`content:${e.kind}`, reference), reference && reference.words[e.word_indices[0]]));
-      });
-      add("content", s.content - 100, node);
+  else if (s.content < 99.5) { // the score counts words: each word said wrong, left out or added costs one word's share
+    const wrong = new Set(report.content_errors.filter((e) => e.kind === "missing" || e.kind === "substituted")
+      .flatMap((e) => e.word_indices));
+    const share = 100 / report.words.length;
+    for (const e of report.content_errors) {
+      const words = e.kind === "missing" || e.kind === "substituted" ? e.word_indices.filter((w) => wrong.delete(w)).length : 1;
+      if (!words) continue;
+      add("content", -words * share, findingLine(ruleName(`content:${e.kind}`, reference), reference && reference.words[e.word_indices[0]]));
     }
   }
   if (!mismatch && s.pronunciation < 99.5) {
     const units = report.words.flatMap((w) => w.phonemes.filter((p) => p.start !== null && Number.isFinite(p.gop))
-      .map((p) => ({ word: w, loss: 1 - Math.exp(p.gop) })));
+      .map((p) => ({ word: w, loss: 1 - Math.min(1, Math.exp(p.gop) / CLEAR_RATIO) })));
     const perWord = new Map();
     for (const u of units) perWord.set(u.word, (perWord.get(u.word) || 0) + (100 * u.loss) / units.length);
     const worst = [...perWord.entries()].filter(([, p]) => p >= 1).sort((a, b) => b[1] - a[1]).slice(0, 3);
