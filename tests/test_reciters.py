@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from iqrah.cache import SQLiteCache
 from iqrah.cli import app
-from iqrah.reciters import EVERYAYAH, catalogue, find_recordings, model_version, reciter_entry, slug
+from iqrah.reciters import EVERYAYAH, UnknownReciterError, catalogue, find_recordings, model_version, reciter_entry, slug
 
 HUSARY = "Mahmoud Khalil Al-Husary"
 FILES = {"offline-tarteel-test-corpus-v3-ea-husary-010063.opus": (10, 63),
@@ -94,8 +94,9 @@ def test_engine_compares_with_a_built_reciter(model_ok, recitations, tmp_path):
     engine = iqrah.Engine(threads=1, cache=cache)
     report = engine.analyze(path, "10:63", reciter=HUSARY)
     assert report.prosody.reciter == HUSARY and report.prosody.scores.tempo > 95
-    with pytest.raises(LookupError, match="no recording of 10:64 by"):
+    with pytest.raises(UnknownReciterError, match="no recording of 10:64 by"):
         engine.analyze(path, "10:64", reciter=HUSARY)
+    assert engine.analyze(path, "10:63-64", reciter=HUSARY).prosody is None  # as on the server
     assert engine.stream("10:63", reciter=HUSARY).reciter[0] == HUSARY
 
 

@@ -41,8 +41,9 @@ class Engine:
         """Judge a whole recording (a path, file bytes, or 16 kHz mono float samples) of ``ayah``
         (``"1:2"``, ``"2:255-257"``, ``"2:255:3-5"``); ``reciter``: a reference reciter to compare
         tempo, rhythm and melody with (``Report.prosody``). Raises ``AudioError`` for unusable
-        audio, ``UnknownAyahError`` for a spec that names no ayah, and ``LookupError`` for a
-        reciter the cache holds no recording of this ayah of."""
+        audio, ``UnknownAyahError`` for a spec that names no ayah, and ``UnknownReciterError`` (a
+        LookupError) for a reciter the cache holds no recording of this ayah of; a range or a
+        word span goes without prosody (the recordings are per ayah), as on the server."""
         from .analyze import analyze
 
         return analyze(audio, ayah, self._settings(recitation), self.model, reciter=self._reciter(reciter, ayah))
@@ -59,17 +60,11 @@ class Engine:
         if name is None:
             return None
         from .cache import open_cache
-        from .quran import parse_spec
-        from .reciters import model_key, reciter_entry
+        from .reciters import find_reciter, model_key
 
         if not isinstance(self._cache, Cache):
             self._cache = open_cache(self._cache)
-        spec = parse_spec(ayah)
-        entry = reciter_entry(self._cache, name, spec.surah, spec.ayah, model_key(self.model))
-        if entry is None:
-            raise LookupError(f"the cache holds no recording of {spec.surah}:{spec.ayah} by {name}: "
-                              f"run iqrah reference build --reciter {name!r} --audio-dir ...")
-        return name, entry
+        return find_reciter(self._cache, name, ayah, model_key(self.model))
 
     def _settings(self, recitation: RecitationSettings | None) -> AnalyzeSettings:
         if recitation is None:

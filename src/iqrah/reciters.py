@@ -174,6 +174,29 @@ def catalogue(cache: Cache, model: str) -> dict[str, dict]:
     return cache.get(catalogue_key(model)) or {}
 
 
+class UnknownReciterError(LookupError):
+    """No recording of this ayah by this reciter, measured by this model, in the cache."""
+
+
+def find_reciter(cache: Cache | None, name: str | None, spec: str, model: str) -> tuple[str, dict] | None:
+    """(name, entry) of the reference reciter a recitation of ``spec`` is compared with: None
+    without a name, or for a range or a word span (prosody compares one whole ayah, as the
+    recordings are per ayah); UnknownReciterError when the cache holds none measured by
+    ``model`` (a ``model_key``)."""
+    from .quran import parse_spec
+
+    if not name:
+        return None
+    ayah = parse_spec(spec)
+    if ayah.word_start is not None or len(ayah.ayahs) > 1:
+        return None
+    entry = reciter_entry(cache, name, ayah.surah, ayah.ayah, model) if cache is not None else None
+    if entry is None or entry.get("spec") != f"{ayah.surah}:{ayah.ayah}":
+        raise UnknownReciterError(f"no recording of {ayah.surah}:{ayah.ayah} by {name!r} here (iqrah reference "
+                                  "build --reciter measures one)")
+    return name, entry
+
+
 def reciter_entry(cache: Cache, reciter: str, surah: int, ayah: int, model: str) -> dict | None:
     """What ``build_reciter`` stored for this ayah, measured by ``model`` (a ``model_key``)."""
     return cache.get(cache_key(model, slug(reciter), surah, ayah))

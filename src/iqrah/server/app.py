@@ -30,11 +30,11 @@ from ..analyze import AnalyzeSettings, analyze
 from ..audio import AudioError
 from ..cache import Cache, open_cache
 from ..config import RecitationSettings
-from ..quran import UnknownAyahError, build_reference, parse_spec
+from ..quran import UnknownAyahError, build_reference
 from ..quran.names import SURAH_NAMES_EN
 from ..quran.reference import use_reference_cache
 from ..quran.text import SURAH_COUNT, ayah_count, surah_name_ar
-from ..reciters import catalogue, model_key, reciter_entry, slug
+from ..reciters import UnknownReciterError, catalogue, find_reciter, model_key, slug
 from . import protocol as p
 from .access import AccessMiddleware, client_id, key_from
 from .audio_origin import audio_router, find_audio
@@ -107,18 +107,9 @@ class ServerState:
         return cache
 
     def reciter(self, name: str | None, spec: str) -> tuple[str, dict] | None:
-        """(name, entry) of a reference reciter for ``spec`` (a single ayah), measured by the
-        stream's final model; ValueError when the cache has none."""
-        if not name:
-            return None
-        ayah = parse_spec(spec)
-        if ayah.word_start is not None or len(ayah.ayahs) > 1:
-            return None  # prosody compares one whole ayah: a range or a word span goes without it
-        entry = reciter_entry(self.cache, name, ayah.surah, ayah.ayah, self.model_key()) if self.cache else None
-        if entry is None or entry.get("spec") != spec:
-            raise ValueError(f"no recording of {spec} by {name!r} on this server (iqrah reference build "
-                             "--reciter measures one)")
-        return name, entry
+        """(name, entry) of a reference reciter for ``spec`` measured by the stream's final model
+        (``reciters.find_reciter``: None for a range or a word span)."""
+        return find_reciter(self.cache, name, spec, self.model_key())
 
     def model_key(self) -> str:
         """The final model's key: reciter entries measured by another model are not read."""
@@ -408,7 +399,7 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
         phoneme spans (s), the pitch contour (Hz, 20 ms frames), tempo, madd lengths in harakat."""
         try:
             found = await asyncio.to_thread(state.reciter, reciter, f"{surah}:{ayah}")
-        except (UnknownAyahError, ValueError) as exc:
+        except (UnknownAyahError, UnknownReciterError) as exc:
             return JSONResponse({"error": {"code": "not_found", "message": str(exc)}}, status_code=404)
         entry = {k: v for k, v in found[1].items() if k != "audio"}  # a path on this server: not for clients
         path = find_audio(Path(config.audio_dir), slug(reciter), surah, ayah) if config.audio_dir else None
@@ -444,7 +435,7 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
             return refuse(422, "unknown_ayah", str(exc))
         except AudioError as exc:
             return refuse(422, "bad_audio", str(exc))
-        except ValueError as exc:  # a reference reciter this server has not measured
+        except UnknownReciterError as exc:  # a reference reciter this server has not measured
             return refuse(422, p.UNKNOWN_RECITER, str(exc))
         state.metrics.analyses.labels("ok").inc()
         state.metrics.observe_stages(report.timings_ms)

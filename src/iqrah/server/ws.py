@@ -28,6 +28,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from ..audio import SAMPLE_RATE, AudioError, AudioLimitError
 from ..config import RecitationSettings
 from ..quran import UnknownAyahError, parse_spec
+from ..reciters import UnknownReciterError
 from ..stream import Event, StreamingAnalyzer
 from . import protocol as p
 from .access import client_id, key_from, origin_allowed, valid_key
@@ -238,7 +239,7 @@ class StreamSession:
                 raise p.ProtocolError(p.BAD_SETTINGS, str(exc)) from None
         try:
             reciter = await asyncio.to_thread(self.server.reciter, start.reciter, start.spec)
-        except ValueError as exc:
+        except UnknownReciterError as exc:
             raise p.ProtocolError(p.UNKNOWN_RECITER, str(exc)) from None
         if not self.server.start_stream(self):
             await self._error(p.SERVER_BUSY, f"server busy: {self.server.config.max_connections} streams; "
