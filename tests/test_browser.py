@@ -260,7 +260,7 @@ def test_silence_says_why_and_returns_to_ready(server, quiet_wav):
         assert "no speech found" in message or "silent" in message
         assert page.inner_text("#record") == "Record" and page.is_enabled("#record")
         errors = [m["data"]["code"] for m in page.evaluate("window.received") if m["type"] == "error"]
-        assert errors == ["bad_audio"]
+        assert errors == ["no_speech"]
         assert page.locator("#ayah-text .word[class*=' v-']").count() == 0  # nothing was judged
         screenshot(page, "silence-desktop-1280x800")
         # the next take starts cleanly: it listens, it does not stop at once

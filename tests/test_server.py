@@ -397,3 +397,20 @@ def test_start_with_recitation_settings(client):
         assert json.loads(ws.receive_text())["data"]["code"] == "bad_settings"
         ws.send_text(start_msg(settings={"madd_aared": 6, "madd_monfasel": 5}))
         assert json.loads(ws.receive_text())["type"] == "ready"
+
+
+def test_silence_is_no_speech_for_uploads_and_streams(client):
+    """Silence is its own error code (no_speech), apart from unusable audio (bad_audio): a page
+    tells a learner to come closer to the microphone, not that the file is broken."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(16000 * 2, np.float32), 16000, format="WAV", subtype="PCM_16")
+    response = client.post("/api/analyze", files={"file": ("r.wav", buffer.getvalue())}, data={"ayah": "1:2"})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "no_speech"
+    quiet = (np.random.default_rng(0).standard_normal(16000 * 2) * 30).astype("<i2").tobytes()  # -60 dBFS hiss
+    with client.websocket_connect("/ws/stream") as ws:
+        ws.send_text(start_msg())
+        assert json.loads(ws.receive_text())["type"] == "ready"
+        ws.send_bytes(quiet)
+        ws.send_text(json.dumps({"type": "stop"}))
+        messages = receive(ws, until="error")
+        assert messages[-1]["data"]["code"] == "no_speech"

@@ -19,7 +19,8 @@ from .assess.content import ContentResult, Heard, add_alignment_repeats, add_bad
 from .assess.findings import AssessmentContext
 from .assess.judge import Judgement, run_validators, shift
 from .assess.prosody import Contour, compare, prosody_applies, spans_of
-from .audio import SAMPLE_RATE, AudioError, AudioLimitError, SpeechSegment, decode_audio, speech_segments
+from .audio import (SAMPLE_RATE, AudioLimitError, NoSpeechError, SpeechSegment, decode_audio,
+                    speech_segments)
 from .audio.energy import SoundEdges, voice_by_energy
 from .audio.pitch import Pitch, estimate_pitch
 from .config import AnalyzeSettings
@@ -90,7 +91,7 @@ def judge(audio: str | Path | bytes | np.ndarray, ayah_spec: str, settings: Anal
         edges = SoundEdges(samples, SAMPLE_RATE)
         segments = speech_segments(samples) or voice_by_energy(samples, edges)
         if not segments:
-            raise AudioError("no speech found in the recording: recite closer to the microphone")
+            raise NoSpeechError("no speech found in the recording: recite closer to the microphone")
         first = max(0, segments[0].start - int(EDGE_S * SAMPLE_RATE))
         # Silero's speech probability fades over a long chanted recitation (held vowels, a
         # melody): its last segment may end seconds before the recitation does (7:5 by Alafasy:

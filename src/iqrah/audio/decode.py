@@ -25,6 +25,10 @@ class AudioError(ValueError):
     """The input cannot be used as a recitation; the message says why and what to do."""
 
 
+class NoSpeechError(AudioError):
+    """The input holds no speech (silence, or sound too faint): nothing to assess."""
+
+
 class AudioLimitError(AudioError):
     """The input is over a size or length limit (a server answers 413 or ``too_long``)."""
 
@@ -51,7 +55,7 @@ def decode_audio(source: str | Path | bytes | bytearray | memoryview, *,
     if not np.all(np.isfinite(audio)):
         raise AudioError(f"{name} decodes to invalid (NaN or infinite) samples")
     if float(np.max(np.abs(audio))) < SILENCE_PEAK:
-        raise AudioError(f"{name} is silent: nothing louder than -60 dBFS; check the microphone")
+        raise NoSpeechError(f"{name} is silent: nothing louder than -60 dBFS; check the microphone")
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 

@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from ..acoustic.batching import BatchingModel
 from ..analyze import AnalyzeSettings, analyze
-from ..audio import AudioError
+from ..audio import AudioError, NoSpeechError
 from ..cache import Cache, open_cache
 from ..config import RecitationSettings
 from ..quran import UnknownAyahError, build_reference
@@ -434,7 +434,7 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
         except UnknownAyahError as exc:
             return refuse(422, "unknown_ayah", str(exc))
         except AudioError as exc:
-            return refuse(422, "bad_audio", str(exc))
+            return refuse(422, p.NO_SPEECH if isinstance(exc, NoSpeechError) else p.BAD_AUDIO, str(exc))
         except UnknownReciterError as exc:  # a reference reciter this server has not measured
             return refuse(422, p.UNKNOWN_RECITER, str(exc))
         state.metrics.analyses.labels("ok").inc()

@@ -25,7 +25,7 @@ import numpy as np
 import soxr
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ..audio import SAMPLE_RATE, AudioError, AudioLimitError
+from ..audio import SAMPLE_RATE, AudioError, AudioLimitError, NoSpeechError
 from ..config import RecitationSettings
 from ..quran import UnknownAyahError, parse_spec
 from ..reciters import UnknownReciterError
@@ -389,7 +389,7 @@ class StreamSession:
         try:
             events = await self.server.run_final(self.client, self.analyzer.finish)
         except AudioError as exc:  # e.g. nothing but silence: say so, keep the connection
-            await self._error(p.BAD_AUDIO, str(exc))
+            await self._error(p.NO_SPEECH if isinstance(exc, NoSpeechError) else p.BAD_AUDIO, str(exc))
             events = []
         self.server.metrics.observe_stages(self.analyzer.stage_ms)
         await self._send_events(events, arrived)

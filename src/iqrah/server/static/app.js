@@ -521,7 +521,7 @@ function onError(take, data) {
   if (code === "unknown_reciter") { // the session was refused before it began: back to ready
     say(t("unknown_reciter", { name: take.spec.reciter }));
     endTake(take, "st_idle");
-  } else if (code === "bad_audio" && take.stopping) { // e.g. only silence: nothing to assess
+  } else if (code === "no_speech") { // only silence, or too faint: nothing to assess
     say(t("no_speech", { message: message.replace(/\.$/, "") }));
     endTake(take, "st_idle");
   } else if (["unknown_ayah", "bad_settings", "session_too_large", "bad_audio_format", "unsupported_protocol",
@@ -687,7 +687,9 @@ async function upload(file) {
       say(t("unknown_reciter", { name: take.spec.reciter })); endTake(take, "st_idle"); return;
     }
     const message = data && data.error ? data.error.message : `HTTP ${response.status} ${response.statusText}`;
-    say(t(response.status === 413 ? "upload_too_large" : "upload_refused", { message: message.replace(/\.$/, "") }));
+    const code = data && data.error ? data.error.code : null;
+    const key = response.status === 413 ? "upload_too_large" : code === "no_speech" ? "no_speech" : "upload_refused";
+    say(t(key, { message: message.replace(/\.$/, "") }));
     endTake(take, "st_idle");
     return;
   }
