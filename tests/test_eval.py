@@ -78,10 +78,11 @@ def test_eval_mutations_says_what_a_correct_reciter_is_told_per_group(small_mani
     groups, kinds = data["false_alarms_by_group"], data["false_alarms"]
     assert groups["Mishary Alafasy"]["files"] == 3 and kinds["professional"]["files"] == 3
     assert sum(g["files"] for g in groups.values()) == 5 == sum(k["files"] for k in kinds.values())
-    for key in ("ayahs", "violations", "content_errors"):  # the groups split the kinds' totals
+    for key in ("ayahs", "violations", "content_errors", "not_this_ayah"):  # the groups split the kinds' totals
         assert sum(g[key] for g in groups.values()) == sum(k[key] for k in kinds.values())
     for tally in (*groups.values(), *kinds.values()):
         assert tally["content_errors_per_ayah"] == round(tally["content_errors"] / tally["ayahs"], 3)
+        assert tally["not_this_ayah_share"] == round(tally["not_this_ayah"] / tally["files"], 3)
     assert "recited correctly" in result.output and "all non-expert" in result.output
     planted = data["word_errors"]["tp"] + data["word_errors"]["fn"]
     assert planted >= 6  # a deletion, a repetition and a substitution in each Alafasy file (not ayah 1)

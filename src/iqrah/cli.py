@@ -360,13 +360,14 @@ def eval_mutations(
     console.print(table)
     alarms = Table(title="told to a reciter who recited correctly: the untouched recordings "
                          "(crowd recordings may hold real mistakes)")
-    for column in ("group", "files", "ayahs", "content errors / ayah", "violations / ayah"):
-        alarms.add_column(column, justify="right" if column != "group" else "left")
+    alarms.add_column("group", no_wrap=True, max_width=28)
+    for column in ("files", "ayahs", "content errors / ayah", "violations / ayah", "told not this ayah"):
+        alarms.add_column(column, justify="right")
     tallies = list(result["false_alarms_by_group"].items())
     tallies += [(f"all {kind}", fa) for kind, fa in result["false_alarms"].items()]
     for name, fa in tallies:
         alarms.add_row(name, str(fa["files"]), str(fa["ayahs"]), f"{fa['content_errors_per_ayah']:.2f}",
-                       f"{fa['violations_per_ayah']:.2f}")
+                       f"{fa['violations_per_ayah']:.2f}", f"{fa['not_this_ayah_share']:.0%}")
     console.print(alarms)
     if json_out:
         json_out.write_text(json.dumps(result, ensure_ascii=False, indent=2))

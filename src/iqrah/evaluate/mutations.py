@@ -143,7 +143,8 @@ def _kind(rec: Recording) -> str:
 def _per_ayah(tally: dict) -> dict:
     ayahs = max(tally["ayahs"], 1)
     return {**tally, "violations_per_ayah": round(tally["violations"] / ayahs, 3),
-            "content_errors_per_ayah": round(tally["content_errors"] / ayahs, 3)}
+            "content_errors_per_ayah": round(tally["content_errors"] / ayahs, 3),
+            "not_this_ayah_share": round(tally["not_this_ayah"] / max(tally["files"], 1), 3)}
 
 
 def evaluate_mutations(model: AcousticModel, manifest: str | Path, *, split: str | None = "dev",
@@ -173,7 +174,7 @@ def evaluate_mutations(model: AcousticModel, manifest: str | Path, *, split: str
                     donors.append((w.phonemes, audio[a:b]))
 
     counts = {t: defaultdict(int) for t in TYPES}
-    new_tally = lambda: {"files": 0, "ayahs": 0, "violations": 0, "content_errors": 0}  # noqa: E731
+    new_tally = lambda: {"files": 0, "ayahs": 0, "violations": 0, "content_errors": 0, "not_this_ayah": 0}  # noqa: E731
     by_kind, by_group = defaultdict(new_tally), defaultdict(new_tally)
     per_file = []
     for rec in recordings:
@@ -193,6 +194,7 @@ def evaluate_mutations(model: AcousticModel, manifest: str | Path, *, split: str
             tally["ayahs"] += rec.ayah_end - rec.ayah + 1
             tally["violations"] += len(base.violations)
             tally["content_errors"] += len(base.content_errors)
+            tally["not_this_ayah"] += base.gate.path == "content_mismatch"  # the whole take turned down
         if _kind(rec) == "professional":
             # anything reported on a correct professional recitation is a false positive; crowd
             # recordings may hold real mistakes, so they only count as false alarms below
