@@ -273,3 +273,19 @@ def test_hidden_frames_masked_in_spans_within_each_item():
     assert not changed[1, 800:].any()
     assert torch.allclose(y[1][changed[1]][0], x[1, :800].mean(0))
     assert torch.equal(mask_frames(x, lengths, 0.0), x)
+
+
+def test_an_augmented_copy_always_fits_the_encoder():
+    """A train file near 30 s slowed down by the augmentation came out longer than the encoder's
+    30 s of positions and stopped the cache build; a too long draw is drawn again, else kept plain."""
+    from dataclasses import replace
+
+    from iqrah_train.augment import PRESETS
+    from iqrah_train.encode import _augmented
+
+    audio = (0.1 * np.random.default_rng(0).standard_normal(16000 * 29)).astype(np.float32)
+    slower = replace(PRESETS["default"], p_speed=1.0, speed=(0.8, 0.85))  # always longer than 30 s
+    limit = 1499 * 320
+    assert _augmented(audio, None, slower, [0, 1, 5], limit) is audio
+    either = replace(PRESETS["default"], p_speed=1.0, speed=(0.8, 1.2))
+    assert all(_augmented(audio, None, either, [0, i, 5], limit).size <= limit for i in range(6))

@@ -115,7 +115,7 @@ def main(argv=None):
             u = utts[i]
             audio = data.audio[u.offset : u.offset + u.length].astype(np.float32) / 32768.0
             if aug is not None:
-                audio = augment_audio(audio, np.random.default_rng([args.seed, i, 5]), aug, u.onsets)
+                audio = _augmented(audio, u.onsets, aug, [args.seed, i, 5], limit=(cfg.max_frames - 1) * 320)
             feats.append(log_mel(audio, WHISPER_FEATURES))
             seconds += audio.size / 16000
         lens = torch.tensor([f.shape[0] for f in feats])
@@ -148,6 +148,16 @@ def main(argv=None):
         fh.close()
     ipath.write_text(json.dumps(meta), encoding="utf-8")
     print(f"done: {len(done)} files, {total} frames ({total * 0.02 / 3600:.2f} h) -> {args.out}")
+
+
+def _augmented(audio: np.ndarray, onsets, aug, seed: list[int], limit: int) -> np.ndarray:
+    """An augmented copy no longer than ``limit`` samples (what the encoder's positions cover: a
+    file near 30 s slowed down would not fit). Up to four draws, else the audio as it is."""
+    for attempt in range(4):
+        out = augment_audio(audio, np.random.default_rng(seed + [attempt] if attempt else seed), aug, onsets)
+        if out.size <= limit:
+            return out
+    return audio
 
 
 if __name__ == "__main__":
