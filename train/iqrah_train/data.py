@@ -147,7 +147,10 @@ class CachedData(TrainData):
         from .encode import open_hidden, read_index
         super().__init__(data_dir, vocab, max_seconds)
         indexes = [read_index(f) for f in folders]
-        encoders = {json.dumps(ix["encoder"], sort_keys=True) for ix in indexes}
+        # the same encoder, however many of its blocks each cache loaded (a cache of layer 4 only
+        # loads 4 of base's 6): the first ``layer`` blocks are the same weights
+        encoders = {json.dumps({k: v for k, v in ix["encoder"].items() if k != "layers"}, sort_keys=True)
+                    for ix in indexes}
         if len(encoders) != 1 or any(layer not in ix["layers"] for ix in indexes):
             raise SystemExit(f"the caches must hold layer {layer} of one and the same encoder")
         self.encoder = indexes[0]["encoder"]
