@@ -37,7 +37,7 @@ DEFAULT_GATE_PER = 0.08
 # neighbouring ayah fits it clearly better. On the train split, a recording checked against an
 # unrelated ayah never came below PER 0.67 (98 files), against the next ayah 5 % under 0.58:
 # a learner whose correct take the model hears poorly (PER 0.5-0.65) was told "this does not
-# sound like the ayah" on one take in three; the wrong-neighbour case is what the check catches.
+# sound like the ayah" on some takes and not on others; the wrong-neighbour case is what the check catches.
 GATE_GRAY_ZONE = 0.15
 NEIGHBOUR_MARGIN = 0.1  # PER by which a neighbouring ayah must fit better
 EDGE_S = 0.3  # audio kept around the speech the VAD found
