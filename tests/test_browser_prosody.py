@@ -70,6 +70,11 @@ def choose_ayah(page, surah: int, ayah: int):
     wait_js(page, f"!!document.querySelector('.ayah-end[data-ayah=\"{ayah}\"]')")
 
 
+def choose_reciter(page, name: str):
+    page.fill("#reciter", name)
+    page.dispatch_event("#reciter", "change")
+
+
 def test_reference_reciter_prosody_panel_and_unknown_reciter(husary_server):
     from playwright.sync_api import sync_playwright
 
@@ -80,8 +85,7 @@ def test_reference_reciter_prosody_panel_and_unknown_reciter(husary_server):
         page.goto(server)
         choose_ayah(page, 10, 63)
         assert page.is_hidden("#play-reference")  # no reciter chosen
-        page.fill("#reciter", RECITER)
-        page.dispatch_event("#reciter", "change")
+        choose_reciter(page, RECITER)
         assert page.is_visible("#play-reference")
 
         # the reference audio: this server has none, and says so
@@ -112,8 +116,7 @@ def test_reference_reciter_prosody_panel_and_unknown_reciter(husary_server):
 
         # a reciter this server has not measured: the page says so before any take, with the ones it
         # has, and a take goes without the comparison instead of being refused
-        page.fill("#reciter", "Nobody In Particular")
-        page.dispatch_event("#reciter", "change")
+        choose_reciter(page, "Nobody In Particular")
         page.wait_for_selector("#reciter-note:not([hidden])")
         note = page.inner_text("#reciter-note")
         assert "Nobody In Particular" in note and "not measured for 10:63" in note and RECITER in note
@@ -145,8 +148,7 @@ def test_live_stream_with_an_unknown_reciter_says_so(husary_server):
         page.route("**/api/reciters**", lambda route: route.abort())
         page.goto(server)
         choose_ayah(page, 10, 63)
-        page.fill("#reciter", "Nobody In Particular")
-        page.dispatch_event("#reciter", "change")
+        choose_reciter(page, "Nobody In Particular")
         page.click("#record")
         wait_js(page, "!document.getElementById('message').hidden")
         assert "Nobody In Particular" in page.inner_text("#message")
@@ -197,8 +199,7 @@ def test_live_prosody_hints_then_the_panel(husary_server, tmp_path):
         page.add_init_script(PLANT_FINDING)
         page.goto(server)
         choose_ayah(page, 10, 63)
-        page.fill("#reciter", RECITER)
-        page.dispatch_event("#reciter", "change")
+        choose_reciter(page, RECITER)
         wait_js(page, "document.getElementById('pitch').dataset.scale === 'semitones'")
         assert page.get_attribute("#pitch", "data-reference-points") == "0"  # no word timed yet
         page.click("#record")
@@ -237,8 +238,7 @@ def test_reciters_offered_for_the_ayah_and_none_elsewhere(husary_server):
         choose_ayah(page, 10, 63)
         wait_js(page, "document.querySelectorAll('#reciters option').length > 0")
         assert page.eval_on_selector_all("#reciters option", "els => els.map((e) => e.value)") == [RECITER]
-        page.fill("#reciter", RECITER)
-        page.dispatch_event("#reciter", "change")
+        choose_reciter(page, RECITER)
         wait_js(page, "document.getElementById('pitch').dataset.scale === 'semitones'")  # its entry came
         assert page.is_hidden("#reciter-note")
 
@@ -298,8 +298,7 @@ def test_reference_pitch_under_the_learners_word_by_word(husary_server):
         page.goto(server)
         choose_ayah(page, 10, 63)
         assert page.get_attribute("#pitch", "data-scale") == "hz" and page.is_hidden("#pitch-legend")
-        page.fill("#reciter", RECITER)
-        page.dispatch_event("#reciter", "change")
+        choose_reciter(page, RECITER)
         wait_js(page, "document.getElementById('pitch').dataset.scale === 'semitones'")
         assert page.get_attribute("#pitch", "data-reference-points") == "0"  # no word of the learner yet
         entry = page.evaluate(f"fetch('/api/reciters/{SLUG}/10/63').then((r) => r.json())")
@@ -380,8 +379,7 @@ def test_hear_a_word_from_the_reference_reciter(husary_audio_server):
         page.add_init_script(WATCH_MEDIA)
         page.goto(server)
         choose_ayah(page, 10, 63)
-        page.fill("#reciter", RECITER)
-        page.dispatch_event("#reciter", "change")
+        choose_reciter(page, RECITER)
         wait_js(page, "document.getElementById('pitch').dataset.scale === 'semitones'")
         entry = page.evaluate(f"fetch('/api/reciters/{SLUG}/10/63').then((r) => r.json())")
         assert entry["audio_url"] == f"/audio/{SLUG}/10/63"

@@ -126,7 +126,7 @@ def judge(audio: str | Path | bytes | np.ndarray, ayah_spec: str, settings: Anal
                 add_badly_fitting_words(content, judged.aligned, offset_s, model.frame_seconds)
     if judged.matches:
         with clock.stage("assess"):
-            skip = {w for f in content.findings if f.kind in ("missing", "substituted") for w in f.word_indices}
+            skip = content.wrong_words()
             ctx = AssessmentContext(reference, judged.aligned, samples, SAMPLE_RATE, skip_words=skip)
             judged.findings, judged.sifat = run_validators(
                 ctx, heard=shift(heard, offset_s, model.frame_seconds), frame_seconds=model.frame_seconds,

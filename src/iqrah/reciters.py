@@ -137,20 +137,19 @@ def build_reciter(reciter: str, recordings: list[Recording], cache: Cache, *, mo
     work = [(str(r.path), r.surah, r.ayah, model_name) for r in todo]
     results: Iterator = (map(_measure, work) if jobs <= 1
                          else ProcessPoolExecutor(jobs).map(_measure, work, chunksize=1))
-    failed = set()
+    held = [[s, a] for s, a in keys if (s, a) not in by_ayah]  # in the cache before this build
     try:
         for surah, ayah, result in results:
             recording = by_ayah[surah, ayah]
             if isinstance(result, str):
                 counts["failed"][f"{surah}:{ayah}"] = result
-                failed.add((surah, ayah))
             else:
                 cache.put(keys[surah, ayah], result | {"reciter": reciter, "model": version})
                 counts["built"] += 1
+                held.append([surah, ayah])
             if progress:
                 progress(recording, result if isinstance(result, str) else None)
     finally:  # an interrupted build lists what it measured so far
-        held = [[s, a] for (s, a), key in keys.items() if (s, a) not in failed and cache.get(key) is not None]
         add_to_catalogue(cache, version, reciter, held)
     return counts
 

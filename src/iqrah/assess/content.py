@@ -83,6 +83,11 @@ class ContentResult:
                 return finding.kind
         return None
 
+    def wrong_words(self) -> set[int]:
+        """The reference words said wrong or left out (not judged for tajweed, each one word's
+        share off the content score)."""
+        return {w for f in self.findings if f.kind in ("missing", "substituted") for w in f.word_indices}
+
 
 def check_content(heard: Heard, reference: Reference, vocab: Vocabulary) -> ContentResult:
     targets = alignment_targets(reference, vocab)

@@ -50,9 +50,8 @@ def build_report(judged: Judgement, *, samples: np.ndarray, segments: list[Speec
 
 def _word_errors(judged: Judgement) -> int:
     """Words said wrong or left out, and words said that the ayah does not have (added or repeated)."""
-    findings = judged.content.findings
-    wrong = {w for f in findings if f.kind in ("missing", "substituted") for w in f.word_indices}
-    return len(wrong) + sum(1 for f in findings if f.kind in ("repeated", "extra"))
+    added = sum(1 for f in judged.content.findings if f.kind in ("repeated", "extra"))
+    return len(judged.content.wrong_words()) + added
 
 
 def _words(judged: Judgement, pitch: Pitch | None) -> list[WordResult]:

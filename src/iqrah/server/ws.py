@@ -449,12 +449,10 @@ class StreamSession:
         meta = {"spec": self.start.spec, "analyzer": self.analyzer.snapshot(), "updated": time.time(),
                 "token": self.token_hash}
         if self.store_lost:  # the store restarted and lost the session: save all of it again
-            self.queued, self.store_lost = (meta, to_pcm16(self.analyzer.audio()), True), False
-        elif self.queued is None:
-            self.queued = (meta, bytes(self.unsaved), False)
+            state, self.store_lost = (meta, to_pcm16(self.analyzer.audio()), True), False
         else:
-            _, audio, whole = self.queued
-            self.queued = (meta, audio + bytes(self.unsaved), whole)
+            state = (meta, bytes(self.unsaved), False)
+        self.queued = _merged(self.queued, state)
         self.unsaved.clear()
         if self.writing is None or self.writing.done():
             self.writing = asyncio.create_task(self._write_queued())
@@ -479,12 +477,18 @@ class StreamSession:
                 return
             except Exception:  # the store is down: the stream goes on, only resuming is lost for now
                 log.warning("session store unreachable: a session was not saved (it is kept here, saved later)")
-                if self.queued is None:  # written with the next state handed over
-                    self.queued = (meta, audio, whole)
-                else:
-                    newer, more, more_whole = self.queued
-                    self.queued = (newer, more if more_whole else audio + more, whole or more_whole)
+                self.queued = _merged((meta, audio, whole), self.queued)  # written with the next state
                 return
+
+
+def _merged(older: tuple | None, newer: tuple | None) -> tuple | None:
+    """One write for two states (meta, audio, whole?) handed to the store in turn: the newer
+    meta, and the older's audio before the newer's, unless the newer holds the whole."""
+    if older is None or (newer is not None and newer[2]):
+        return newer
+    if newer is None:
+        return older
+    return newer[0], older[1] + newer[1], older[2]
 
 
 def _hash_token(token: str) -> str:
