@@ -492,6 +492,19 @@ def serve(
             application.state.iqrah.draining.set()
             super().handle_exit(sig, frame)
 
+        async def shutdown(self, sockets=None):
+            # uvicorn closes every WebSocket with 1012 as its shutdown begins: a stream still
+            # saving itself would lose the shutting_down message that tells its client to resume.
+            # Wait (at most the graceful timeout) until every connection has drained itself.
+            import asyncio
+            import time
+
+            state = application.state.iqrah
+            deadline = time.monotonic() + (self.config.timeout_graceful_shutdown or 10)
+            while state.active and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await super().shutdown(sockets)
+
     config = uvicorn.Config(application, host=host, port=port, **options)
     DrainingServer(config).run()
 
