@@ -289,3 +289,32 @@ def test_an_augmented_copy_always_fits_the_encoder():
     assert _augmented(audio, None, slower, [0, 1, 5], limit) is audio
     either = replace(PRESETS["default"], p_speed=1.0, speed=(0.8, 1.2))
     assert all(_augmented(audio, None, either, [0, i, 5], limit).size <= limit for i in range(6))
+
+
+def test_a_checkpoint_grows_by_tuned_layers_that_start_as_the_identity(tmp_path):
+    """loop --init with more encoder layers (tuned): the deeper model first computes exactly what
+    the checkpoint did, and its added layer is trained."""
+    from dataclasses import replace
+
+    from iqrah_train.whisper_ctc import grows
+
+    tiny_whisper_file(tmp_path / "model.bin")
+    one_layer = WhisperCTCConfig(encoder=replace(TINY, layers=1), d=16, blocks=1, heads=2, conv_kernel=5,
+                                 dropout=0.0)
+    torch.manual_seed(0)
+    shallow = WhisperCTC(one_layer).load_pretrained(tmp_path / "model.bin").eval()
+    deeper_cfg = replace(one_layer, encoder=TINY, tuned=1)
+    assert grows(one_layer.to_dict(), deeper_cfg)
+    assert not grows(one_layer.to_dict(), replace(deeper_cfg, tuned=0))  # the new layer must be trained
+    assert not grows(one_layer.to_dict(), replace(deeper_cfg, d=32))  # another head
+    deeper = WhisperCTC(deeper_cfg).load_pretrained(tmp_path / "model.bin").eval()
+    pretrained_fc1 = deeper.encoder.blocks[1].fc1.weight.clone()
+    assert deeper.grow_from(shallow.state_dict(), 1) == [1]
+    assert torch.equal(deeper.encoder.blocks[1].fc1.weight, pretrained_fc1)
+    feats = torch.from_numpy(log_mel(np.random.default_rng(2).standard_normal(12_000).astype(np.float32) * 0.1,
+                                     WHISPER_FEATURES))[None]
+    with torch.no_grad():
+        assert torch.allclose(deeper(feats), shallow(feats), atol=1e-5)
+    assert any(n.startswith("encoder.blocks.1.") for n, p in deeper.named_parameters() if p.requires_grad)
+    with pytest.raises(ValueError):
+        WhisperCTC(replace(deeper_cfg, blocks=2)).grow_from(shallow.state_dict(), 1)

@@ -34,7 +34,7 @@ from .augment import PRESETS
 from .data import BatchStream, CachedData, TrainData
 from .model import Conformer, ModelConfig, count_parameters, out_frames
 from .whisper_ctc import ARCH as WHISPER_CTC
-from .whisper_ctc import WhisperCTC, WhisperCTCConfig
+from .whisper_ctc import WhisperCTC, WhisperCTCConfig, grows
 from .whisper_encoder import ENCODERS
 
 
@@ -167,9 +167,15 @@ def main(argv=None):
         if ck0.get("arch", "conformer") != args.arch:
             raise SystemExit(f"{args.init}: a {ck0.get('arch', 'conformer')} checkpoint, not {args.arch}")
         same = ModelConfig(**ck0["config"]) == cfg if args.arch == "conformer" else ck0["config"] == cfg.to_dict()
-        if not same:
+        grown = args.arch == WHISPER_CTC and not same and grows(ck0["config"], cfg)
+        if not (same or grown):
             raise SystemExit(f"{args.init}: model configuration differs")
-        model.load_state_dict(ck0["model"])
+        if grown:  # the new top layers: pretrained, then made the identity so the head still fits
+            model.load_pretrained(args.encoder_weights or default_weights(args.encoder))
+            new_layers = model.grow_from(ck0["model"], ck0["config"]["encoder"]["layers"])
+            print(f"encoder layers {new_layers} added on top of {args.init}, starting as the identity", flush=True)
+        else:
+            model.load_state_dict(ck0["model"])
         stages = ck0.get("stages", []) + [{"ckpt": str(args.init), "steps": ck0["state"]["step"],
                                             "minutes": round(ck0["state"]["elapsed"] / 60, 1),
                                             "audio_hours_seen": round(ck0["state"]["audio_seconds"] / 3600, 2),

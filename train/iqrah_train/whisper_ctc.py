@@ -41,6 +41,15 @@ class WhisperCTCConfig:
         return cls(**{**d, "encoder": EncoderConfig(**d["encoder"])})
 
 
+def grows(old: dict, new: WhisperCTCConfig) -> bool:
+    """Whether ``new`` is the configuration ``old`` (a checkpoint's) with more of the encoder's
+    layers on top, all of them tuned: the head keeps its shape and reads the new top layer."""
+    added = new.encoder.layers - old["encoder"]["layers"]
+    return (added > 0 and new.tuned >= added + old["tuned"]
+            and {**old, "encoder": None, "tuned": None} == {**new.to_dict(), "encoder": None, "tuned": None}
+            and {**old["encoder"], "layers": None} == {**new.encoder.to_dict(), "layers": None})
+
+
 def out_frames(n_feature_frames, stack: int = 2):
     """40 ms output frames for ``n_feature_frames`` 10 ms Whisper feature frames (ints or tensors)."""
     return encoder_frames(n_feature_frames) // stack
@@ -72,6 +81,25 @@ class WhisperCTC(nn.Module):
 
     def out_frames(self, n_feature_frames):
         return out_frames(n_feature_frames, self.cfg.stack)
+
+    def grow_from(self, state: dict, old_layers: int) -> list[int]:
+        """Load a checkpoint with ``old_layers`` encoder layers into this deeper model. Each
+        added layer keeps its pretrained attention and feed-forward inputs but starts with its
+        two residual outputs at zero, so the model computes exactly what the checkpoint did and
+        training moves on from there (a pretrained layer dropped in as is would hand the
+        trained head features it has never seen). Returns the added layers' indices."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        added = list(range(old_layers, self.cfg.encoder.layers))
+        expected = {k for k in self.state_dict() if any(k.startswith(f"encoder.blocks.{i}.") for i in added)}
+        if unexpected or set(missing) != expected:
+            raise ValueError(f"not a shallower checkpoint: missing {sorted(set(missing) - expected)}, "
+                             f"unexpected {unexpected}")
+        with torch.no_grad():
+            for i in added:
+                for layer in (self.encoder.blocks[i].out, self.encoder.blocks[i].fc2):
+                    layer.weight.zero_()
+                    layer.bias.zero_()
+        return added
 
     def train(self, mode: bool = True) -> WhisperCTC:
         super().train(mode)
