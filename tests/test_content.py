@@ -137,3 +137,81 @@ def test_a_short_word_said_twice_with_its_nasal_run_together_is_a_repetition(ref
     # a lone short vowel or letter is still decoding noise
     result = check_content(heard_from(words[:35] + ["ِ"] + words[35:]), ref, VOCAB)
     assert kinds(result) == []
+
+
+def _log_probs_saying(ref, word: int, expected_p: float) -> np.ndarray:
+    """Two frames per collapsed reference token (the token, then blank); in the token frames of
+    ``word`` another phoneme is the model's best guess and the expected one has ``expected_p``."""
+    from iqrah.align.words import alignment_targets
+
+    targets = alignment_targets(ref, VOCAB)
+    word_of_token = [ref.units[u].word_index for u in targets.unit_of_token]
+    other = VOCAB.encode("س")[0]
+    rows = []
+    for token, w in zip(targets.ids, word_of_token):
+        p = np.full(len(VOCAB), 1e-4)
+        if w == word and token != other:
+            p[token], p[other] = expected_p, 0.9
+        else:
+            p[token] = 0.95
+        rows.append(p)
+        blank = np.full(len(VOCAB), 1e-4)
+        blank[VOCAB.blank] = 0.95
+        rows.append(blank)
+    probs = np.array(rows)
+    return np.log(probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize(("expected_p", "reported"), [(0.3, False), (0.004, True)])
+def test_a_word_heard_differently_is_judged_by_how_the_expected_phonemes_fit(expected_p, reported):
+    """Free decoding hears another phoneme throughout word 2; the forced alignment decides: the
+    expected phonemes a third as likely as the best (a learner's accent) -> said; a hundredth ->
+    another word was said in its place."""
+    from iqrah.align.words import align_reference
+    from iqrah.assess.content import FIT_MAX_GOP, judge_words_by_fit, word_fits
+
+    ref = build_reference("1:2")
+    log_probs = _log_probs_saying(ref, 2, expected_p)
+    heard = Heard.from_log_probs(log_probs, VOCAB)
+    content = check_content(heard, ref, VOCAB)
+    assert content.word_kind(2) == "substituted"  # by the decoding alone
+    aligned = align_reference(log_probs, ref, VOCAB, 0.04)
+    fits = word_fits(aligned, ref)
+    assert (fits[2] < FIT_MAX_GOP) == reported and all(f > -0.2 for i, f in enumerate(fits) if i != 2)
+    judge_words_by_fit(content, aligned, ref, 0.0, 0.04)
+    assert (content.word_kind(2) == "substituted") == reported
+    assert all(content.word_kind(w) is None for w in (0, 1, 3))
+
+
+def test_a_word_left_out_stays_missing():
+    """A word left out: the alignment skips it (no fit) or squeezes its phonemes onto frames
+    that say something else (a bad fit); either way it stays missing however well its
+    neighbours fit."""
+    from iqrah.align.words import align_reference
+    from iqrah.assess.content import FIT_MAX_GOP, judge_words_by_fit, word_fits
+
+    ref = build_reference("1:2")
+    full = _log_probs_saying(ref, -1, 0.0)
+    from iqrah.align.words import alignment_targets
+
+    targets = alignment_targets(ref, VOCAB)
+    word_of_token = np.repeat([ref.units[u].word_index for u in targets.unit_of_token], 2)
+    log_probs = full[word_of_token != 1]  # word 1 left out
+    content = check_content(Heard.from_log_probs(log_probs, VOCAB), ref, VOCAB)
+    assert content.word_kind(1) == "missing"
+    aligned = align_reference(log_probs, ref, VOCAB, 0.04)
+    fit = word_fits(aligned, ref)[1]
+    assert fit is None or fit < FIT_MAX_GOP
+    judge_words_by_fit(content, aligned, ref, 0.0, 0.04)
+    assert content.word_kind(1) == "missing"
+
+
+def test_the_streams_word_rule_is_the_recordings_rule():
+    from iqrah.assess.content import FIT_MAX_GOP
+    from iqrah.assess.judge import word_content
+
+    assert word_content("ءَلحَمدُ", "ءَلحَمدُ", None) is None  # heard as written
+    assert word_content("ءَلحَمدُ", "سَلسَمسُ", FIT_MAX_GOP - 1) == "substituted"
+    assert word_content("ءَلحَمدُ", "سَلسَمسُ", FIT_MAX_GOP + 1) is None  # heard differently, fits
+    assert word_content("ءَلحَمدُ", "", None) == "missing"  # not placed, nothing heard
+    assert word_content("ءَلحَمدُ", "", FIT_MAX_GOP + 1) is None  # placed and fits: said softly

@@ -15,7 +15,8 @@ import numpy as np
 from .acoustic.base import AcousticModel
 from .align import AlignmentError
 from .align.words import align_reference
-from .assess.content import ContentResult, Heard, add_alignment_repeats, add_badly_fitting_words, check_content
+from .assess.content import (ContentResult, Heard, add_alignment_repeats, check_content,
+                             judge_words_by_fit)
 from .assess.findings import AssessmentContext
 from .assess.judge import Judgement, run_validators, shift
 from .assess.prosody import Contour, compare, prosody_applies, spans_of
@@ -123,7 +124,7 @@ def judge(audio: str | Path | bytes | np.ndarray, ayah_spec: str, settings: Anal
                 judged.matches = False  # far too little audio for this ayah: a content problem
             else:
                 add_alignment_repeats(content, judged.aligned, offset_s, model.frame_seconds)
-                add_badly_fitting_words(content, judged.aligned, offset_s, model.frame_seconds)
+                judge_words_by_fit(content, judged.aligned, reference, offset_s, model.frame_seconds)
     if judged.matches:
         with clock.stage("assess"):
             skip = content.wrong_words()

@@ -39,7 +39,7 @@ from .acoustic.vocab import collapse_runs
 from .align import AlignmentError
 from .align.words import align_reference
 from .analyze import analyze
-from .assess.content import Heard
+from .assess.content import Heard, word_fits
 from .assess.findings import AssessmentContext
 from .assess.judge import run_validators, word_content, word_verdict
 from .assess.prosody import Contour, compare_word, prosody_applies
@@ -426,7 +426,7 @@ class StreamingAnalyzer:
         free decoding heard in its stretch and the validators measure on its sounds."""
         expected = collapse_runs(self.reference.words[w].phonemes)
         said = "".join(c for c, t in zip(heard.phonemes, heard_times) if timing.start <= t < timing.end)
-        content_kind = word_content(expected, said, timing.gop)
+        content_kind = word_content(expected, said, word_fits(aligned, self.reference)[w])
         findings = []
         if content_kind is None:
             ctx = AssessmentContext(self.reference, aligned, audio, SAMPLE_RATE, only_words={w})

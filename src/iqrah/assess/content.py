@@ -283,25 +283,58 @@ def _repeated_word(segment: str, words: list[WordContent], before: int) -> int |
     return best
 
 
-# a word free decoding heard less than this share of, and that the forced alignment fits this
-# badly (mean goodness of pronunciation of its tokens, nats), was another word said in its place
+# a word free decoding heard less than this share of is judged by how the forced alignment fits
+# it (mean goodness of pronunciation of its tokens, nats): below FIT_MAX_GOP another word was
+# said in its place (or none), at or above it the word was said and only heard differently
 FIT_MAX_KEPT = 0.7
 FIT_MAX_GOP = -3.0
 
 
-def add_badly_fitting_words(content: ContentResult, aligned, offset_s: float, frame_s: float) -> None:
-    """Substitutions free decoding half-matched: another word said in place of the expected one
-    often shares its short vowels and a letter or two by chance (قَالَ said as عَلَى keeps 3 of
-    its 5 phonemes), so the decoding alone keeps it. Forcing the expected phonemes onto those
-    frames shows it: their log-probabilities fall far below the best ones. The threshold was set
-    on the train split, where 14 of 7,624 professional words (0.2 %) fit this badly with less
-    than 0.7 of them kept; planted substitutions on dev fit at -3.5 to -6.5 nats. What free
-    decoding called extra material over the word is part of what was said instead."""
+def word_fits(aligned, reference: Reference) -> list[float | None]:
+    """For each reference word, the mean goodness of pronunciation (nats) of its tokens under the
+    forced alignment, or None where the alignment did not hear all of them (a word skipped by
+    the restart-aware alignment, or squeezed out of a partial one)."""
+    word_of_token = np.array([reference.units[u].word_index for u in aligned.targets.unit_of_token])
+    word_of_token = word_of_token[word_of_token.size - len(aligned.alignment):]  # from ``first_word`` on
+    fits: list[float | None] = []
+    for word in reference.words:
+        mine = np.flatnonzero(word_of_token == word.index)
+        heard = mine.size > 0 and bool(np.all(aligned.alignment.starts[mine] >= 0))
+        fits.append(float(aligned.alignment.gop[mine].mean()) if heard else None)
+    return fits
+
+
+def judge_words_by_fit(content: ContentResult, aligned, reference: Reference, offset_s: float,
+                       frame_s: float) -> None:
+    """Free decoding alone is not enough to call a word wrong; the forced alignment of the
+    expected phonemes decides the words the decoding heard little of (less than FIT_MAX_KEPT).
+
+    * Said as another word: another word said in place of the expected one often shares its
+      short vowels and a letter or two by chance (قَالَ said as عَلَى keeps 3 of its 5 phonemes),
+      so the decoding alone keeps it. Forcing the expected phonemes onto those frames shows it:
+      their log-probabilities fall far below the best ones. What free decoding called extra
+      material over the word is part of what was said instead.
+    * Said, heard differently: a learner's accent, or a soft voice, costs the decoding half of
+      a word's phonemes while the expected ones still fit those frames as well as a
+      professional's words do. Such a word is not reported (the restart-aware alignment has to
+      have heard all of its tokens: a word left out is skipped by it, or squeezed).
+
+    The threshold was set on the train split, where 14 of 7,624 professional words (0.2 %) fit
+    this badly with less than 0.7 of them kept; planted substitutions on dev fit at -3.3 to -6.5
+    nats."""
+    fits = word_fits(aligned, reference)
     for word in content.words:
-        if not word.expected or content.word_kind(word.index) or word.kept_fraction >= FIT_MAX_KEPT:
+        if not word.expected or word.kept_fraction >= FIT_MAX_KEPT:
+            continue
+        fit = fits[word.index]
+        kind = content.word_kind(word.index)
+        if kind is not None:
+            if fit is not None and fit >= FIT_MAX_GOP:
+                content.findings = [f for f in content.findings
+                                    if not (f.kind == kind and f.word_indices == (word.index,))]
             continue
         timing = aligned.words[word.index]
-        if not (np.isfinite(timing.start) and timing.end > timing.start and timing.gop < FIT_MAX_GOP):
+        if fit is None or fit >= FIT_MAX_GOP or not timing.end > timing.start:
             continue
         frames = (max(0, int(round((timing.start - offset_s) / frame_s))),
                   max(0, int(round((timing.end - offset_s) / frame_s)) - 1))
@@ -320,21 +353,30 @@ def add_alignment_repeats(content: ContentResult, aligned, offset_s: float, fram
     """Repetitions the restart-aware alignment heard (``ReferenceAlignment.repeats``) that free
     decoding missed or called extra material: words said again with no stop before them. A
     restart after a stop (silence) is the reciter's ibtida' and is not a mistake: the extra or
-    repeated material free decoding heard over it is dropped. On the dev
+    repeated material free decoding heard over it is dropped, and the extra material over the
+    words' first pass (the edit alignment may match either pass to the reference and call the
+    other one extra). On the dev
     recordings, planted repeats had at most 0.1 s of silence before them, Alafasy's own restarts
     mostly 0.27-0.77 s."""
+    def overlapping(first_s: float, last_s: float, kinds=("repeated", "extra")) -> list[ContentFinding]:
+        frames = (int(round((first_s - offset_s) / frame_s)), int(round((last_s - offset_s) / frame_s)))
+        return [f for f in content.findings if f.kind in kinds and f.frames
+                and f.frames[0] <= frames[1] and frames[0] <= f.frames[1]]
+
     for words, start, end, pause in aligned.repeats():
-        frames = (max(0, int(round((start - offset_s) / frame_s))), int(round((end - offset_s) / frame_s)))
-        overlapping = [f for f in content.findings if f.kind in ("repeated", "extra") and f.frames
-                       and f.frames[0] <= frames[1] and frames[0] <= f.frames[1]]
-        if pause >= RESTART_PAUSE_S:  # ibtida': what free decoding heard again there is no error
-            for finding in overlapping:
-                content.findings.remove(finding)
+        if pause >= RESTART_PAUSE_S:  # ibtida': what free decoding heard again is no error
+            first_said = aligned.words[words[0]].start
+            first_pass = overlapping(first_said, start, ("extra",)) if np.isfinite(first_said) else []
+            for finding in overlapping(start, end) + first_pass:
+                if finding in content.findings:
+                    content.findings.remove(finding)
             continue
-        if any(f.kind == "repeated" for f in overlapping) or any(
+        frames = (max(0, int(round((start - offset_s) / frame_s))), int(round((end - offset_s) / frame_s)))
+        here = overlapping(start, end)
+        if any(f.kind == "repeated" for f in here) or any(
                 f.kind == "repeated" and set(f.word_indices) & set(words) for f in content.findings):
             continue
-        for finding in overlapping:
+        for finding in here:
             content.findings.remove(finding)
         expected = "".join(content.words[w].expected for w in words)
         content.findings.append(ContentFinding("repeated", tuple(words), expected, expected, frames))

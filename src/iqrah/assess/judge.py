@@ -24,9 +24,6 @@ from .shadda import check_shadda
 from .sifat import check_sifat, unit_sifat
 from .waqf import check_waqf
 
-WORD_MAX_PER = 0.6  # a word whose stretch decodes this far from it was said as another word
-
-
 @dataclass
 class Judgement:
     """What the judge found in one recording, for the report to present."""
@@ -61,19 +58,18 @@ def run_validators(ctx: AssessmentContext, *, heard: Heard | None = None, frame_
     return findings, sifat
 
 
-def word_content(expected: str, said: str, gop: float) -> str | None:
+def word_content(expected: str, said: str, fit: float | None) -> str | None:
     """What the stream's content check makes of one word from the free decoding of its stretch
-    (``said``, against its phonemes with runs collapsed, ``expected``): ``missing`` (nothing
-    heard), ``substituted`` (far from it, or little of it kept where the alignment fits it badly,
-    as ``add_badly_fitting_words`` rules for the whole recording), or None (said as written)."""
-    if not said:
-        return "missing"
-    edits = editops(expected, said)  # as many as the edit distance
-    per = len(edits) / max(len(expected), 1)
+    (``said``, against its phonemes with runs collapsed, ``expected``) and the forced alignment's
+    fit of it (``word_fits``: None where it did not hear all of the word), by the rule
+    ``judge_words_by_fit`` applies to a whole recording: a word heard less than FIT_MAX_KEPT is
+    wrong only where the expected phonemes fit its frames badly; then ``missing`` (nothing heard
+    there) or ``substituted``. None: said as written."""
+    edits = editops(expected, said)
     kept = 1 - sum(op != "insert" for op, _, _ in edits) / max(len(expected), 1)
-    if per > WORD_MAX_PER or (kept < FIT_MAX_KEPT and gop < FIT_MAX_GOP):
-        return "substituted"
-    return None
+    if kept >= FIT_MAX_KEPT or (fit is not None and fit >= FIT_MAX_GOP):
+        return None
+    return "substituted" if said else "missing"
 
 
 def word_verdict(content_kind: str | None, assessed: bool, rule_broken: bool) -> str:
