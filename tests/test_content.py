@@ -215,3 +215,20 @@ def test_the_streams_word_rule_is_the_recordings_rule():
     assert word_content("ءَلحَمدُ", "سَلسَمسُ", FIT_MAX_GOP + 1) is None  # heard differently, fits
     assert word_content("ءَلحَمدُ", "", None) == "missing"  # not placed, nothing heard
     assert word_content("ءَلحَمدُ", "", FIT_MAX_GOP + 1) is None  # placed and fits: said softly
+
+
+def test_a_word_partly_placed_has_a_fit_only_for_the_live_stream():
+    """The audio so far ends inside the last word: the recording's rule has no fit for it (not
+    all of it was heard), the live stream judges it by the tokens placed so far."""
+    from iqrah.align.words import align_reference, alignment_targets
+    from iqrah.assess.content import word_fits
+
+    ref = build_reference("1:2")
+    log_probs = _log_probs_saying(ref, -1, 0.0)
+    targets = alignment_targets(ref, VOCAB)
+    last = [ref.units[u].word_index for u in targets.unit_of_token].count(3)
+    aligned = align_reference(log_probs[: len(log_probs) - 2 * (last - 2)], ref, VOCAB, 0.04, partial=True)
+    assert word_fits(aligned, ref)[3] is None
+    live = word_fits(aligned, ref, whole=False)
+    assert live[3] is not None and live[3] > -0.2
+    assert word_fits(aligned, ref)[:3] == live[:3]

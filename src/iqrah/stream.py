@@ -426,7 +426,7 @@ class StreamingAnalyzer:
         free decoding heard in its stretch and the validators measure on its sounds."""
         expected = collapse_runs(self.reference.words[w].phonemes)
         said = "".join(c for c, t in zip(heard.phonemes, heard_times) if timing.start <= t < timing.end)
-        content_kind = word_content(expected, said, word_fits(aligned, self.reference)[w])
+        content_kind = word_content(expected, said, word_fits(aligned, self.reference, whole=False)[w])
         findings = []
         if content_kind is None:
             ctx = AssessmentContext(self.reference, aligned, audio, SAMPLE_RATE, only_words={w})

@@ -290,17 +290,21 @@ FIT_MAX_KEPT = 0.7
 FIT_MAX_GOP = -3.0
 
 
-def word_fits(aligned, reference: Reference) -> list[float | None]:
+def word_fits(aligned, reference: Reference, whole: bool = True) -> list[float | None]:
     """For each reference word, the mean goodness of pronunciation (nats) of its tokens under the
-    forced alignment, or None where the alignment did not hear all of them (a word skipped by
-    the restart-aware alignment, or squeezed out of a partial one)."""
+    forced alignment. None where the alignment did not hear all of them (a word skipped by the
+    restart-aware alignment, or squeezed out of a partial one); with ``whole`` False, the mean
+    of those it heard, None only where it heard none (a live window may judge a word before
+    its last tokens are placed: the reciter went on)."""
     word_of_token = np.array([reference.units[u].word_index for u in aligned.targets.unit_of_token])
     word_of_token = word_of_token[word_of_token.size - len(aligned.alignment):]  # from ``first_word`` on
+    reached = aligned.alignment.starts >= 0
     fits: list[float | None] = []
     for word in reference.words:
         mine = np.flatnonzero(word_of_token == word.index)
-        heard = mine.size > 0 and bool(np.all(aligned.alignment.starts[mine] >= 0))
-        fits.append(float(aligned.alignment.gop[mine].mean()) if heard else None)
+        heard = mine[reached[mine]]
+        usable = heard.size > 0 and (heard.size == mine.size or not whole)
+        fits.append(float(aligned.alignment.gop[heard].mean()) if usable else None)
     return fits
 
 

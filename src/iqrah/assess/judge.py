@@ -61,7 +61,7 @@ def run_validators(ctx: AssessmentContext, *, heard: Heard | None = None, frame_
 def word_content(expected: str, said: str, fit: float | None) -> str | None:
     """What the stream's content check makes of one word from the free decoding of its stretch
     (``said``, against its phonemes with runs collapsed, ``expected``) and the forced alignment's
-    fit of it (``word_fits``: None where it did not hear all of the word), by the rule
+    fit of it (``word_fits``: None where it placed none of the word), by the rule
     ``judge_words_by_fit`` applies to a whole recording: a word heard less than FIT_MAX_KEPT is
     wrong only where the expected phonemes fit its frames badly; then ``missing`` (nothing heard
     there) or ``substituted``. None: said as written."""
