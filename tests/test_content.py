@@ -66,6 +66,18 @@ def test_added_material_is_extra(ref):
     assert result.findings[0].heard == collapse_runs(added)
 
 
+def test_what_is_said_before_or_after_the_ayah_is_not_reported(ref):
+    """The isti'adha before the first word, the next ayah (or amin) after the last: not the
+    ayah's words and not mistakes in it. Saying its last word again is still a repetition."""
+    words = word_phonemes(ref)
+    istiadha = build_reference("1:1").words[0].phonemes + "ءَعُۥذُبِلَاهِ"
+    next_ayah = "".join(build_reference("2:256").words[i].phonemes for i in range(3))
+    result = check_content(heard_from([istiadha] + words + [next_ayah]), ref, VOCAB)
+    assert kinds(result) == []
+    result = check_content(heard_from(words + [words[-1]]), ref, VOCAB)
+    assert kinds(result) == [("repeated", (len(words) - 1,))]
+
+
 def test_another_ayah_entirely_has_a_high_per(ref):
     other = build_reference("2:282")
     result = check_content(heard_from(word_phonemes(other)[:40]), ref, VOCAB)

@@ -5,7 +5,9 @@ told the text. Aligning it to the reference phonemes with an edit-distance align
 runs collapsed, as the model emits them) shows, word by word, what was kept, changed or left
 out, and what was added between words. Added material that sounds like a neighbouring word, or
 like a good part of it (the alignment may split a word said twice anywhere between the two
-copies), is a repetition; other added material is an extra.
+copies), is a repetition; other added material between words is an extra. What is said before
+the first word or after the last (the isti'adha, the basmala before a middle ayah, going on to
+the next ayah, amin) is not the ayah's and is not reported, unless it repeats the first or last word.
 """
 
 from __future__ import annotations
@@ -98,11 +100,11 @@ def check_content(heard: Heard, reference: Reference, vocab: Vocabulary) -> Cont
     changed = np.zeros(n_words, int)
     dropped = np.zeros(n_words, int)
     heard_by_word: list[list[int]] = [[] for _ in range(n_words)]
-    inserted: list[tuple[int, int, int]] = []  # (word before, hyp start, hyp end)
+    inserted: list[tuple[int, int, int, bool]] = []  # (word before, hyp start, hyp end, before or after the ayah)
 
     for op, r0, r1, h0, h1 in edit_opcodes(expected, heard.phonemes):
         if op == "insert":
-            inserted.append((int(ref_word[r0 - 1]) if r0 > 0 else -1, h0, h1))
+            inserted.append((int(ref_word[r0 - 1]) if r0 > 0 else -1, h0, h1, r0 in (0, len(expected))))
             continue
         for k, r in enumerate(range(r0, r1)):
             w = ref_word[r]
@@ -116,7 +118,7 @@ def check_content(heard: Heard, reference: Reference, vocab: Vocabulary) -> Cont
             else:
                 dropped[w] += 1
         if op == "replace" and h1 - h0 > r1 - r0:  # a longer replacement also inserts
-            inserted.append((int(ref_word[r1 - 1]), h0 + (r1 - r0), h1))
+            inserted.append((int(ref_word[r1 - 1]), h0 + (r1 - r0), h1, r1 == len(expected)))
 
     words = []
     for w in range(n_words):
@@ -138,7 +140,7 @@ def check_content(heard: Heard, reference: Reference, vocab: Vocabulary) -> Cont
                 idx = heard_by_word[word.index]
                 frames = (int(heard.frames[idx[0]]), int(heard.frames[idx[-1]])) if idx else None
                 findings.append(ContentFinding("missing", (word.index,), word.expected, word.heard, frames))
-    for before, h0, h1 in inserted:
+    for before, h0, h1, outside in inserted:
         if any(a <= h0 and h1 <= b for a, b in replaced):
             continue  # part of what was said instead of a word
         segment = heard.phonemes[h0:h1]
@@ -148,6 +150,8 @@ def check_content(heard: Heard, reference: Reference, vocab: Vocabulary) -> Cont
         frames = (int(heard.frames[h0]), int(heard.frames[h1 - 1]))
         if repeated is not None:
             findings.append(ContentFinding("repeated", (repeated,), words[repeated].expected, segment, frames))
+        elif outside:
+            continue  # before the first word or after the last: the isti'adha, going on to the next ayah, amin
         else:
             findings.append(ContentFinding("extra", (max(before, 0),), "", segment, frames))
     findings.sort(key=lambda f: (f.word_indices[0], f.kind))
