@@ -28,13 +28,18 @@ def stream(model, audio, spec, chunk=1600):
     return analyzer, live, analyzer.finish()
 
 
-def test_words_arrive_while_reciting_and_final_equals_analyze(model, recitations):
+def test_words_arrive_while_reciting_and_final_equals_analyze(model, recitations, monkeypatch):
+    import iqrah.analyze
     from iqrah.analyze import analyze
     from iqrah.audio import decode_audio
 
     audio = decode_audio(recitations / "dev" / "offline-tarteel-test-corpus-002255.opus")[: 20 * SAMPLE_RATE]
     audio = np.concatenate((audio, np.zeros(SAMPLE_RATE, np.float32)))
+    vad_runs = []
+    whole_recording_vad = iqrah.analyze.speech_segments
+    monkeypatch.setattr(iqrah.analyze, "speech_segments", lambda samples: vad_runs.append(1) or whole_recording_vad(samples))
     analyzer, live, final = stream(model, audio, "2:255")
+    assert vad_runs == []  # the final report took the stream's own VAD segments
     words = [e for e in live if e.type == "word" and e.data["revision"] == 0]
     assert len(words) >= 8, "words must be confirmed during the stream, not only at the end"
     assert [e.data["index"] for e in words] == sorted(e.data["index"] for e in words)

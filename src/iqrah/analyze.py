@@ -46,11 +46,13 @@ EDGE_S = 0.3  # audio kept around the speech the VAD found
 
 def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
             settings: AnalyzeSettings | None = None, model: AcousticModel | None = None, *,
-            pitch: Pitch | None = None, reciter: tuple[str, dict] | None = None) -> Report:
+            pitch: Pitch | None = None, reciter: tuple[str, dict] | None = None,
+            speech: list[SpeechSegment] | None = None) -> Report:
     """Assess a recitation of ``ayah_spec``. ``audio``: a path, file bytes, or 16 kHz float samples;
     ``pitch``: ``estimate_pitch`` of those samples, when the caller has it already (a stream);
     ``reciter``: (name, entry) of a reference reciter for this ayah (``iqrah.reciters``): the
-    report then compares tempo, rhythm and melody with theirs (``Report.prosody``).
+    report then compares tempo, rhythm and melody with theirs (``Report.prosody``); ``speech``:
+    the Silero VAD segments of those samples, when the caller has them already (a stream).
 
     Raises AudioError for unusable audio (including no speech) and UnknownAyahError for specs.
     """
@@ -60,7 +62,7 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
 
         model = load_model()
     clock = Stopwatch()
-    judged, samples, segments = judge(audio, ayah_spec, settings, model, clock=clock)
+    judged, samples, segments = judge(audio, ayah_spec, settings, model, clock=clock, speech=speech)
     if judged.aligned is not None and pitch is None:
         with clock.stage("pitch"):
             pitch = estimate_pitch(samples)
@@ -77,10 +79,11 @@ def analyze(audio: str | Path | bytes | np.ndarray, ayah_spec: str,
 
 
 def judge(audio: str | Path | bytes | np.ndarray, ayah_spec: str, settings: AnalyzeSettings,
-          model: AcousticModel, *, clock: Stopwatch | None = None) -> tuple[Judgement, np.ndarray, list[SpeechSegment]]:
+          model: AcousticModel, *, clock: Stopwatch | None = None,
+          speech: list[SpeechSegment] | None = None) -> tuple[Judgement, np.ndarray, list[SpeechSegment]]:
     """What ``analyze`` finds before it writes the report: the Judgement (with the validators'
     context, for callers that measure more, such as reference reciters), the samples, and where
-    the VAD heard speech. ``clock`` times the stages."""
+    the VAD heard speech. ``clock`` times the stages; ``speech`` as for ``analyze``."""
     spec = parse_spec(ayah_spec)  # fail fast on a bad spec, before any decoding
     clock = clock or Stopwatch()
     with clock.stage("decode"):
@@ -90,7 +93,7 @@ def judge(audio: str | Path | bytes | np.ndarray, ayah_spec: str, settings: Anal
             raise AudioLimitError(f"the recording is longer than the {settings.limits.max_seconds / 60:g} min limit")
     with clock.stage("vad"):
         edges = SoundEdges(samples, SAMPLE_RATE)
-        segments = speech_segments(samples) or voice_by_energy(samples, edges)
+        segments = (speech if speech is not None else speech_segments(samples)) or voice_by_energy(samples, edges)
         if not segments:
             raise NoSpeechError("no speech found in the recording: recite closer to the microphone")
         first = max(0, segments[0].start - int(EDGE_S * SAMPLE_RATE))

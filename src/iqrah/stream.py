@@ -43,7 +43,7 @@ from .assess.content import Heard, word_fits
 from .assess.findings import AssessmentContext
 from .assess.judge import run_validators, word_content, word_verdict
 from .assess.prosody import Contour, compare_word, prosody_applies
-from .audio import SAMPLE_RATE, AudioError, AudioLimitError, VadStream
+from .audio import SAMPLE_RATE, AudioError, AudioLimitError, SpeechSegment, VadStream
 from .audio.energy import PAUSE_MARGIN_DB, SoundEdges, voice_by_energy
 from .audio.pitch import Pitch, PitchTracker, pitch_summary
 from .config import AnalyzeSettings
@@ -123,6 +123,7 @@ class StreamingAnalyzer:
         self._pitch_samples = 0  # audio the tracker has had
         self._pitch = Pitch.empty()
         self._vad_offset = 0  # stream position where this VAD started (after a restore)
+        self._speech: list[SpeechSegment] = []  # what the VAD heard, for the final report
         self._clock = Stopwatch()  # the stages of the last feed() or finish()
         self._speech_from: int | None = None
         self._last_step = 0
@@ -153,8 +154,7 @@ class StreamingAnalyzer:
                              "min limit of a session")
         self._chunks.append(pcm)
         self._samples += pcm.size
-        if self._speech_from is None:  # the VAD finds where the recitation begins; from
-            self._listen(pcm)          # there on the alignment follows it
+        self._listen(pcm)  # the VAD finds where the recitation begins; from there on the alignment follows it
         if self._samples - self._last_step < (step_s or self.step_s) * SAMPLE_RATE:
             # a busy server steps less often; the client still hears from it every second
             return self._partial_if_due()
@@ -176,10 +176,17 @@ class StreamingAnalyzer:
         return bool(db.size) and bool(np.all(db <= self._silence_db))
 
     def _listen(self, pcm: np.ndarray) -> None:
+        """Silero VAD on the new audio. It runs to the end, as ``analyze`` runs it on the whole
+        recording: the final report then takes its segments instead of running it again (about
+        a quarter of the final report's time, after the reciter has stopped)."""
         with self._clock.stage("vad"):
             for segment in self._vad.feed(pcm):
-                self._note_speech(self._vad_offset + segment.start)
-            if self._vad.speaking and self._speech_from is None:
+                self._speech.append(segment)
+                if self._speech_from is None:
+                    self._note_speech(self._vad_offset + segment.start)
+            if self._speech_from is not None:
+                return
+            if self._vad.speaking:
                 self._note_speech(max(0, self._vad_offset + self._vad.position - SAMPLE_RATE // 4))
             # Silero misses some voices (as ``analyze`` knows): after each further second
             # without speech, the last 10 s are searched for a voice by their energy
@@ -204,8 +211,10 @@ class StreamingAnalyzer:
         """End of the recitation: the final report, and corrections to what was sent."""
         self.finished = True
         audio = self.audio()
+        # the VAD heard the whole recording unless the stream was restored from a snapshot
+        speech = self._speech + self._vad.flush() if self._vad_offset == 0 else None
         report = analyze(audio, str(self.spec), self.settings, self.final_model, pitch=self.pitch,
-                         reciter=self.reciter)
+                         reciter=self.reciter, speech=speech)
         self._clock.ms = dict(report.timings_ms)
         events = []
         for word in report.words:
