@@ -53,6 +53,27 @@ def test_words_arrive_while_reciting_and_final_equals_analyze(model, recitations
     assert report.data == offline.model_dump(mode="json") | {"timings_ms": report.data["timings_ms"]}
 
 
+def test_a_busy_server_stops_the_streams_vad_and_the_final_report_runs_it(model, recitations, monkeypatch):
+    """A server that steps less often (busy) spares each stream's VAD once the recitation has
+    begun; the final report then runs it on the whole recording: the same report."""
+    import iqrah.analyze
+    from iqrah.analyze import analyze
+    from iqrah.audio import decode_audio
+    from iqrah.stream import StreamingAnalyzer
+
+    audio = decode_audio(recitations / "dev" / "offline-tarteel-test-corpus-v3-ea-alafasy-085014.opus")
+    vad_runs = []
+    whole_recording_vad = iqrah.analyze.speech_segments
+    monkeypatch.setattr(iqrah.analyze, "speech_segments", lambda samples: vad_runs.append(1) or whole_recording_vad(samples))
+    analyzer = StreamingAnalyzer("85:14", model=model)
+    for i in range(0, audio.size, 1600):
+        analyzer.feed(audio[i:i + 1600], step_s=1.0)
+    final = analyzer.finish()[-1]
+    assert vad_runs == [1]
+    offline = analyze(analyzer.audio(), "85:14", analyzer.settings, model)
+    assert final.data == offline.model_dump(mode="json") | {"timings_ms": final.data["timings_ms"]}
+
+
 class Heard(AcousticModel):
     """A model that records the length of every recording it hears."""
 

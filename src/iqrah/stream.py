@@ -123,7 +123,8 @@ class StreamingAnalyzer:
         self._pitch_samples = 0  # audio the tracker has had
         self._pitch = Pitch.empty()
         self._vad_offset = 0  # stream position where this VAD started (after a restore)
-        self._speech: list[SpeechSegment] = []  # what the VAD heard, for the final report
+        # what the VAD heard, for the final report; None once a busy server stopped the VAD
+        self._speech: list[SpeechSegment] | None = []
         self._clock = Stopwatch()  # the stages of the last feed() or finish()
         self._speech_from: int | None = None
         self._last_step = 0
@@ -154,7 +155,8 @@ class StreamingAnalyzer:
                              "min limit of a session")
         self._chunks.append(pcm)
         self._samples += pcm.size
-        self._listen(pcm)  # the VAD finds where the recitation begins; from there on the alignment follows it
+        # the VAD finds where the recitation begins; from there on the alignment follows it
+        self._listen(pcm, busy=step_s is not None and step_s > self.step_s)
         if self._samples - self._last_step < (step_s or self.step_s) * SAMPLE_RATE:
             # a busy server steps less often; the client still hears from it every second
             return self._partial_if_due()
@@ -175,10 +177,15 @@ class StreamingAnalyzer:
         db = SoundEdges.frame_db(self.audio()[self._last_step :], SAMPLE_RATE)
         return bool(db.size) and bool(np.all(db <= self._silence_db))
 
-    def _listen(self, pcm: np.ndarray) -> None:
-        """Silero VAD on the new audio. It runs to the end, as ``analyze`` runs it on the whole
-        recording: the final report then takes its segments instead of running it again (about
-        a quarter of the final report's time, after the reciter has stopped)."""
+    def _listen(self, pcm: np.ndarray, busy: bool = False) -> None:
+        """Silero VAD on the new audio. Once the recitation has begun it goes on to the end, as
+        ``analyze`` runs it on the whole recording, so that the final report takes its segments
+        instead of running it again (about a quarter of the final report's time, after the
+        reciter has stopped) - unless the server is ``busy`` (it steps less often): the VAD then
+        stops, sparing its cost while many streams run, and the final report runs it."""
+        if self._speech_from is not None and (busy or self._speech is None):
+            self._speech = None
+            return
         with self._clock.stage("vad"):
             for segment in self._vad.feed(pcm):
                 self._speech.append(segment)
@@ -212,7 +219,7 @@ class StreamingAnalyzer:
         self.finished = True
         audio = self.audio()
         # the VAD heard the whole recording unless the stream was restored from a snapshot
-        speech = self._speech + self._vad.flush() if self._vad_offset == 0 else None
+        speech = self._speech + self._vad.flush() if self._vad_offset == 0 and self._speech is not None else None
         report = analyze(audio, str(self.spec), self.settings, self.final_model, pitch=self.pitch,
                          reciter=self.reciter, speech=speech)
         self._clock.ms = dict(report.timings_ms)
