@@ -321,6 +321,7 @@ class StreamingAnalyzer:
         heard_times = start_s + heard.frames * self.model.frame_seconds
         window_end = self._samples / SAMPLE_RATE
         events = []
+        fits = None  # how the alignment fits each word (word_fits), once a word is judged
         last_word = len(self.reference.words) - 1
         # the reciter has stopped: the window ends in ``margin_s`` of silence
         quiet_s = aligned.edges.longest_silence(window_end - start_s - self.margin_s, window_end - start_s)
@@ -366,7 +367,8 @@ class StreamingAnalyzer:
                     events.append(self._word_event(sent))
                 continue
             with self._clock.stage("assess"):
-                state, violations = self._judge(w, timing, aligned, audio, heard, heard_times)
+                fits = fits if fits is not None else word_fits(aligned, self.reference, whole=False)
+                state, violations = self._judge(w, timing, fits[w], aligned, audio, heard, heard_times)
             self.words[w] = state
             self.next_word = w + 1
             events.append(self._word_event(state))
@@ -437,12 +439,13 @@ class StreamingAnalyzer:
         self._cache, self._cache_from = log_probs, first_frame
         return log_probs
 
-    def _judge(self, w, timing, aligned, audio, heard, heard_times):
+    def _judge(self, w, timing, fit, aligned, audio, heard, heard_times):
         """The word's verdict and violations, by the judge the final report uses, from what the
-        free decoding heard in its stretch and the validators measure on its sounds."""
+        free decoding heard in its stretch, how the alignment fits it (``word_fits``) and what
+        the validators measure on its sounds."""
         expected = collapse_runs(self.reference.words[w].phonemes)
         said = "".join(c for c, t in zip(heard.phonemes, heard_times) if timing.start <= t < timing.end)
-        content_kind = word_content(expected, said, word_fits(aligned, self.reference, whole=False)[w])
+        content_kind = word_content(expected, said, fit)
         findings = []
         if content_kind is None:
             ctx = AssessmentContext(self.reference, aligned, audio, SAMPLE_RATE, only_words={w})

@@ -32,6 +32,10 @@ class Targets:
     ids: np.ndarray
     unit_of_token: np.ndarray
 
+    def word_of_token(self, reference: Reference) -> np.ndarray:
+        """The reference word each token belongs to."""
+        return np.array([reference.units[u].word_index for u in self.unit_of_token], dtype=np.int64)
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -123,7 +127,7 @@ def align_reference(log_probs: np.ndarray, reference: Reference, vocab: Vocabula
     occurrence followed by the next word), and its units are timed in that occurrence.
     """
     targets = alignment_targets(reference, vocab, collapse)
-    word_of_token = np.array([reference.units[u].word_index for u in targets.unit_of_token])
+    word_of_token = targets.word_of_token(reference)
     chosen = np.flatnonzero(word_of_token >= first_word)
     ids, chosen_words = targets.ids[chosen], word_of_token[chosen]
     recited = (recited_words(log_probs, ids, chosen_words, vocab.blank, partial=partial)

@@ -94,7 +94,7 @@ class ContentResult:
 def check_content(heard: Heard, reference: Reference, vocab: Vocabulary) -> ContentResult:
     targets = alignment_targets(reference, vocab)
     expected = vocab.decode(targets.ids)
-    ref_word = np.array([reference.units[u].word_index for u in targets.unit_of_token])
+    ref_word = targets.word_of_token(reference)
     n_words = len(reference.words)
     kept = np.zeros(n_words, int)
     changed = np.zeros(n_words, int)
@@ -300,7 +300,7 @@ def word_fits(aligned, reference: Reference, whole: bool = True) -> list[float |
     restart-aware alignment, or squeezed out of a partial one); with ``whole`` False, the mean
     of those it heard, None only where it heard none (a live window may judge a word before
     its last tokens are placed: the reciter went on)."""
-    word_of_token = np.array([reference.units[u].word_index for u in aligned.targets.unit_of_token])
+    word_of_token = aligned.targets.word_of_token(reference)
     word_of_token = word_of_token[word_of_token.size - len(aligned.alignment):]  # from ``first_word`` on
     reached = aligned.alignment.starts >= 0
     fits: list[float | None] = []
