@@ -210,3 +210,36 @@ def test_a_last_spike_fired_late_in_the_silence_does_not_stretch_the_word():
     audio[voice_end * 640:] *= 0.001
     result = align_reference(log_probs, ref, vocab, FRAME, audio=audio)
     assert result.words[-1].end == pytest.approx(voice_end * FRAME, abs=0.03)
+
+
+
+def _align_with_held_madd(voiced: bool):
+    """1:2 with the madd of ``لِلَّهِ`` (unit 7) held 1.2 s between the spike of its short vowel
+    and the spike of its madd letter; ``voiced`` False: silence there instead."""
+    ref = build_reference("1:2")
+    vocab = Vocabulary()
+    targets = alignment_targets(ref, vocab)
+    spans, t = [], 10
+    for unit in targets.unit_of_token:
+        if unit == 7:
+            hold_start = t
+            t += 30
+        spans.append((t, t + 1))
+        t += 3
+    log_probs = planted_log_probs(targets.ids, spans, t + 10, len(vocab))
+    audio = np.random.default_rng(2).normal(0, 0.1, log_probs.shape[0] * 640).astype(np.float32)
+    audio[: 9 * 640] *= 0.001
+    audio[-9 * 640:] *= 0.001
+    if not voiced:
+        audio[(hold_start + 4) * 640: (hold_start + 26) * 640] *= 0.001
+    return align_reference(log_probs, ref, vocab, FRAME, audio=audio)
+
+
+def test_a_madd_is_measured_through_its_whole_held_vowel():
+    """The model fires at a madd's short vowel and again at its end: all the sound between is the
+    held vowel (no reciter pauses inside a madd), not only the 0.25 s a sound may run into a
+    pause; silence between the two spikes is still not counted."""
+    voiced, silent = _align_with_held_madd(True), _align_with_held_madd(False)
+    assert voiced.held[7] >= 1.2
+    assert voiced.held[7] - silent.held[7] == pytest.approx(22 * FRAME, abs=0.05)  # the silent frames
+    assert voiced.held[6] < 0.5  # the shadda before does not take the held vowel

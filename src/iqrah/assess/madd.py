@@ -2,11 +2,11 @@
 
 The measured length is the madd's sound (with the short vowel it lengthens, pauses excluded)
 divided by the reciter's own count, taken from their natural madds (see pace.py): a natural madd
-measures 2 by construction; correct 4-6 count madds measure a median 4.7 on professional
+measures 2 by construction; correct 4-6 count madds measure a median 7.7 on professional
 recitations of the train split (bench/calibrate_durations.py, iqrah-small, measured with the
-audio as ``analyze`` does): the 40 ms spikes and the cap on sound running into a gap compress
-long vowels. Only clear deviations are reported: a natural madd held about twice
-its usual length, or a long madd held like a natural one. A madd at a stop is not judged, as 2, 4
+audio as ``analyze`` does: the whole held vowel, which reciters hold longer against their
+natural madds than the written counts say). Only clear deviations are reported: a natural
+madd held about twice its usual length, or a long madd held like a natural one. A madd at a stop is not judged, as 2, 4
 and 6 counts are all allowed there: before the end of the ayah ('aared, a mottasel at the stop),
 at its very end, and where the reciter stops for breath inside the ayah (``stops_after``).
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 from .findings import AssessmentContext, RuleFinding, stops_after
 
 NATURAL_TOO_LONG = 3.5  # counts; ~2 % of correct natural madds (not at a stop) measure longer (train calibration)
-LONG_TOO_SHORT = 2.2  # counts; a natural madd measures 2; correct 4-6 count madds a median 4.6, ~10 % under this
+LONG_TOO_SHORT = 2.2  # counts; a natural madd measures 2; correct 4-6 count madds a median 7.7, ~10 % under this
 STOP_KINDS = ("aared", "mottasel_waqf")  # at a stop the reciter may choose 2, 4 or 6 counts
 
 
