@@ -151,9 +151,10 @@ def test_a_short_word_said_twice_with_its_nasal_run_together_is_a_repetition(ref
     assert kinds(result) == []
 
 
-def _log_probs_saying(ref, word: int, expected_p: float) -> np.ndarray:
+def _log_probs_saying(ref, word: int, expected_p: float, accent_p: float | None = None) -> np.ndarray:
     """Two frames per collapsed reference token (the token, then blank); in the token frames of
-    ``word`` another phoneme is the model's best guess and the expected one has ``expected_p``."""
+    ``word`` another phoneme is the model's best guess and the expected one has ``expected_p``;
+    ``accent_p``: so it has in every other word too (a learner's accent)."""
     from iqrah.align.words import alignment_targets
 
     targets = alignment_targets(ref, VOCAB)
@@ -162,8 +163,8 @@ def _log_probs_saying(ref, word: int, expected_p: float) -> np.ndarray:
     rows = []
     for token, w in zip(targets.ids, word_of_token):
         p = np.full(len(VOCAB), 1e-4)
-        if w == word and token != other:
-            p[token], p[other] = expected_p, 0.9
+        if token != other and (w == word or accent_p is not None):
+            p[token], p[other] = (expected_p if w == word else accent_p), 0.9
         else:
             p[token] = 0.95
         rows.append(p)
@@ -193,6 +194,35 @@ def test_a_word_heard_differently_is_judged_by_how_the_expected_phonemes_fit(exp
     judge_words_by_fit(content, aligned, ref, 0.0, 0.04)
     assert (content.word_kind(2) == "substituted") == reported
     assert all(content.word_kind(w) is None for w in (0, 1, 3))
+
+
+@pytest.mark.parametrize(("expected_p", "reported"), [(0.03, False), (0.002, True)])
+def test_a_learners_word_is_judged_against_how_their_other_words_fit(expected_p, reported):
+    """A learner whose every word fits at about -1.3 nats (the expected phonemes a quarter as
+    likely as the best): a word at -3.4 fits badly for a professional, not for this voice; at
+    -6 another word was said."""
+    from iqrah.align.words import align_reference
+    from iqrah.assess.content import FIT_MAX_GOP, fit_line, judge_words_by_fit, word_fits
+
+    ref = build_reference("1:7")  # 9 words: enough to know the voice
+    log_probs = _log_probs_saying(ref, 2, expected_p, accent_p=0.25)
+    content = check_content(Heard.from_log_probs(log_probs, VOCAB), ref, VOCAB)
+    aligned = align_reference(log_probs, ref, VOCAB, 0.04)
+    fits = word_fits(aligned, ref)
+    assert fits[2] < FIT_MAX_GOP and all(-1.6 < f < -1.0 for i, f in enumerate(fits) if i != 2)
+    assert fit_line(fits) == pytest.approx(FIT_MAX_GOP + float(np.median(fits)))
+    judge_words_by_fit(content, aligned, ref, 0.0, 0.04)
+    assert (content.word_kind(2) == "substituted") == reported
+
+
+def test_the_fit_line_moves_only_for_a_voice_whose_words_fit_poorly():
+    from iqrah.assess.content import FIT_MAX_GOP, fit_line
+
+    assert fit_line([0.0, 0.0, -4.0, 0.0, 0.0]) == FIT_MAX_GOP  # a professional: one bad word
+    assert fit_line([-2.0, -1.5, -2.5, -6.0, -1.0]) == pytest.approx(FIT_MAX_GOP - 2.0)  # a learner's accent
+    # too few words to know the voice: a word left out and the neighbour it squeezes would move it
+    assert fit_line([0.0, -5.4, -5.8]) == FIT_MAX_GOP
+    assert fit_line([-2.0, None, -2.0, -2.0, -2.0]) == FIT_MAX_GOP
 
 
 def test_a_word_left_out_stays_missing():
@@ -227,6 +257,7 @@ def test_the_streams_word_rule_is_the_recordings_rule():
     assert word_content("ءَلحَمدُ", "سَلسَمسُ", FIT_MAX_GOP + 1) is None  # heard differently, fits
     assert word_content("ءَلحَمدُ", "", None) == "missing"  # not placed, nothing heard
     assert word_content("ءَلحَمدُ", "", FIT_MAX_GOP + 1) is None  # placed and fits: said softly
+    assert word_content("ءَلحَمدُ", "سَلسَمسُ", FIT_MAX_GOP - 1, line=FIT_MAX_GOP - 2) is None  # a learner's voice
 
 
 def test_a_word_partly_placed_has_a_fit_only_for_the_live_stream():

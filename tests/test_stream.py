@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -180,3 +182,19 @@ def test_a_pause_costs_no_model_runs_once_it_is_seen(model, recitations):
     assert {e.data["index"] for e in live if e.type == "word"} == set(range(len(analyzer.reference.words)))
     assert analyzer.quiet_steps >= 10  # of about 14 steps in the 4 s pause
     assert [e for e in live if e.type == "partial"][-1].audio_ms >= (audio.size + 3 * SAMPLE_RATE) // 16
+
+
+def test_the_voice_judged_so_far_survives_a_reconnect(model, recitations):
+    """The stream judges each word against how the reciter's words have fitted so far
+    (``fit_line``); a stream restored from its snapshot keeps them."""
+    from iqrah.audio import decode_audio
+    from iqrah.stream import StreamingAnalyzer
+
+    audio = decode_audio(recitations / "dev" / "offline-tarteel-test-corpus-002255.opus")[: 12 * SAMPLE_RATE]
+    analyzer = StreamingAnalyzer("2:255", model=model)
+    for i in range(0, audio.size, 1600):
+        analyzer.feed(audio[i:i + 1600])
+    assert len(analyzer._fits) >= 5 and set(analyzer._fits) <= set(analyzer.words)
+    restored = StreamingAnalyzer("2:255", model=model)
+    restored.restore(json.loads(json.dumps(analyzer.snapshot())), analyzer.audio())  # as Redis keeps it
+    assert restored._fits == analyzer._fits

@@ -39,7 +39,7 @@ from .acoustic.vocab import collapse_runs
 from .align import AlignmentError
 from .align.words import align_reference
 from .analyze import analyze
-from .assess.content import Heard, word_fits
+from .assess.content import Heard, fit_line, word_fits
 from .assess.findings import AssessmentContext
 from .assess.judge import run_validators, word_content, word_verdict
 from .assess.prosody import Contour, compare_word, prosody_applies
@@ -132,6 +132,8 @@ class StreamingAnalyzer:
         self._silence_db: float | None = None  # set while the reciter pauses (see _still_silent)
         self.quiet_steps = 0  # steps skipped in pauses
         self.words: dict[int, WordState] = {}
+        # how the alignment fitted each word judged so far: the reciter's voice (fit_line)
+        self._fits: dict[int, float] = {}
         self.next_word = 0
         self.finished = False
 
@@ -245,7 +247,7 @@ class StreamingAnalyzer:
     def snapshot(self) -> dict:
         """What a reconnecting client needs restored (the audio is stored beside it)."""
         return {"spec": str(self.spec), "samples": self._samples, "speech_from": self._speech_from,
-                "next_word": self.next_word,
+                "next_word": self.next_word, "fits": {str(w): f for w, f in self._fits.items()},
                 "words": {str(w): s.to_dict() for w, s in self.words.items()}}
 
     def restore(self, snapshot: dict, audio: np.ndarray) -> None:
@@ -256,6 +258,7 @@ class StreamingAnalyzer:
         self._speech_from = snapshot.get("speech_from")
         self.next_word = int(snapshot.get("next_word", 0))
         self.words = {int(w): WordState(**state) for w, state in snapshot.get("words", {}).items()}
+        self._fits = {int(w): float(f) for w, f in snapshot.get("fits", {}).items()}
 
     @property
     def samples_received(self) -> int:
@@ -368,7 +371,10 @@ class StreamingAnalyzer:
                 continue
             with self._clock.stage("assess"):
                 fits = fits if fits is not None else word_fits(aligned, self.reference, whole=False)
-                state, violations = self._judge(w, timing, fits[w], aligned, audio, heard, heard_times)
+                line = fit_line([*self._fits.values(), fits[w]])
+                state, violations = self._judge(w, timing, fits[w], line, aligned, audio, heard, heard_times)
+                if fits[w] is not None:
+                    self._fits[w] = fits[w]
             self.words[w] = state
             self.next_word = w + 1
             events.append(self._word_event(state))
@@ -439,13 +445,13 @@ class StreamingAnalyzer:
         self._cache, self._cache_from = log_probs, first_frame
         return log_probs
 
-    def _judge(self, w, timing, fit, aligned, audio, heard, heard_times):
+    def _judge(self, w, timing, fit, line, aligned, audio, heard, heard_times):
         """The word's verdict and violations, by the judge the final report uses, from what the
         free decoding heard in its stretch, how the alignment fits it (``word_fits``) and what
-        the validators measure on its sounds."""
+        the validators measure on its sounds (``line``: ``fit_line`` of the words judged so far)."""
         expected = collapse_runs(self.reference.words[w].phonemes)
         said = "".join(c for c, t in zip(heard.phonemes, heard_times) if timing.start <= t < timing.end)
-        content_kind = word_content(expected, said, fit)
+        content_kind = word_content(expected, said, fit, line)
         findings = []
         if content_kind is None:
             ctx = AssessmentContext(self.reference, aligned, audio, SAMPLE_RATE, only_words={w})

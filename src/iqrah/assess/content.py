@@ -292,6 +292,22 @@ def _repeated_word(segment: str, words: list[WordContent], before: int) -> int |
 # said in its place (or none), at or above it the word was said and only heard differently
 FIT_MAX_KEPT = 0.7
 FIT_MAX_GOP = -3.0
+# words with a fit needed to know how well a reciter's words fit on the whole: a word left out
+# fits badly and squeezes a neighbour, so the median must need three bad words to move
+FIT_MIN_WORDS = 5
+
+
+def fit_line(fits: list[float | None]) -> float:
+    """The fit under which a word was not said: FIT_MAX_GOP below how well this reciter's words
+    fit on the whole (their median, when under 0). A professional's words fit at 0 and the line
+    stays at FIT_MAX_GOP; a learner's accent lowers every word's fit (RetaSy's takes: medians
+    down to -2 nats), and a word is judged against the learner's own voice, not a
+    professional's. It takes more than half of the words (at least FIT_MIN_WORDS) fitting badly
+    to move the line."""
+    known = [f for f in fits if f is not None]
+    if len(known) < FIT_MIN_WORDS:
+        return FIT_MAX_GOP
+    return FIT_MAX_GOP + min(0.0, float(np.median(known)))
 
 
 def word_fits(aligned, reference: Reference, whole: bool = True) -> list[float | None]:
@@ -329,20 +345,21 @@ def judge_words_by_fit(content: ContentResult, aligned, reference: Reference, of
 
     The threshold was set on the train split, where 14 of 7,624 professional words (0.2 %) fit
     this badly with less than 0.7 of them kept; planted substitutions on dev fit at -3.3 to -6.5
-    nats."""
+    nats. It is relative to how the reciter's words fit on the whole (``fit_line``)."""
     fits = word_fits(aligned, reference)
+    line = fit_line(fits)
     for word in content.words:
         if not word.expected or word.kept_fraction >= FIT_MAX_KEPT:
             continue
         fit = fits[word.index]
         kind = content.word_kind(word.index)
         if kind is not None:
-            if fit is not None and fit >= FIT_MAX_GOP:
+            if fit is not None and fit >= line:
                 content.findings = [f for f in content.findings
                                     if not (f.kind == kind and f.word_indices == (word.index,))]
             continue
         timing = aligned.words[word.index]
-        if fit is None or fit >= FIT_MAX_GOP or not timing.end > timing.start:
+        if fit is None or fit >= line or not timing.end > timing.start:
             continue
         frames = (max(0, int(round((timing.start - offset_s) / frame_s))),
                   max(0, int(round((timing.end - offset_s) / frame_s)) - 1))

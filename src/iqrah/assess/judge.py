@@ -58,16 +58,17 @@ def run_validators(ctx: AssessmentContext, *, heard: Heard | None = None, frame_
     return findings, sifat
 
 
-def word_content(expected: str, said: str, fit: float | None) -> str | None:
+def word_content(expected: str, said: str, fit: float | None, line: float = FIT_MAX_GOP) -> str | None:
     """What the stream's content check makes of one word from the free decoding of its stretch
     (``said``, against its phonemes with runs collapsed, ``expected``) and the forced alignment's
     fit of it (``word_fits``: None where it placed none of the word), by the rule
     ``judge_words_by_fit`` applies to a whole recording: a word heard less than FIT_MAX_KEPT is
-    wrong only where the expected phonemes fit its frames badly; then ``missing`` (nothing heard
-    there) or ``substituted``. None: said as written."""
+    wrong only where the expected phonemes fit its frames under ``line`` (``fit_line`` of the
+    fits around it); then ``missing`` (nothing heard there) or ``substituted``. None: said as
+    written."""
     edits = editops(expected, said)
     kept = 1 - sum(op != "insert" for op, _, _ in edits) / max(len(expected), 1)
-    if kept >= FIT_MAX_KEPT or (fit is not None and fit >= FIT_MAX_GOP):
+    if kept >= FIT_MAX_KEPT or (fit is not None and fit >= line):
         return None
     return "substituted" if said else "missing"
 
