@@ -1,10 +1,12 @@
 """Measure how long professional reciters hold madd, ghunnah and shadda units, in counts as the
-validators measure them, on the TRAIN split (never dev), to set the validators' constants.
+validators measure them, and how far a qalqalah's release rises over its closure (dB), on the
+TRAIN split (never dev), to set the validators' constants.
 
-    .venv/bin/python bench/calibrate_durations.py [--files 150] [--json out.json]
+    .venv/bin/python bench/calibrate_durations.py [--files 150] [--json out.json] [--ending-in-qalqalah]
 
-Prints, per rule kind, the median and spread of measured counts next to the expected harakat,
-and the per-file free-decoding PER distribution (for the content gate).
+Prints, per rule kind, the median and spread of measured counts next to the expected harakat
+(dB for qalqalah), and the per-file free-decoding PER distribution (for the content gate); the
+JSON also holds every measured value.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json")
     parser.add_argument("--model", default=None, help="an .onnx file (default: the bundled model)")
+    parser.add_argument("--ending-in-qalqalah", action="store_true",
+                        help="only recordings whose last sound is a qalqalah kubra (how the validator "
+                             "measures the release at a recording's end)")
     args = parser.parse_args()
 
     from iqrah.acoustic.registry import load_model
@@ -34,6 +39,7 @@ def main() -> None:
     from iqrah.align.words import align_reference
     from iqrah.assess.content import Heard, check_content
     from iqrah.assess.findings import AssessmentContext, stops_after
+    from iqrah.assess.qalqalah import burst_db
     from iqrah.assess.shadda import single_letter_seconds
     from iqrah.audio import AudioError, decode_audio
     from iqrah.evaluate.manifest import read_manifest
@@ -42,6 +48,9 @@ def main() -> None:
     rows = [r for r in read_manifest(args.manifest, "train")
             if r.kind.startswith("professional") and 3 < r.duration_s < 20]
     random.Random(args.seed).shuffle(rows)
+    if args.ending_in_qalqalah:
+        rows = [r for r in rows if not r.text and any(
+            rule.kind == "kubra" for rule in r.references()[0].units[-1].rules)]
     counts: dict[str, list[float]] = defaultdict(list)
     pers: list[float] = []
     for rec in rows[: args.files]:
@@ -67,10 +76,16 @@ def main() -> None:
             single = singles.get(unit.phonemes[0], overall)
             if single and np.isfinite(aligned.core[unit.index]):
                 counts["shadda_ratio"].append(float(aligned.core[unit.index]) / single)
+        for unit, rule in ctx.units_with("qalqalah"):  # the release burst, in dB over the closure
+            burst = burst_db(ctx, unit.index)
+            if burst is not None:
+                counts[f"qalqalah:{rule.kind}"].append(burst)
         for unit in reference.units[:-1]:  # the last unit runs into silence
             for rule in unit.rules:
                 if rule.family in ("madd", "ghunnah", "shadda"):
                     key = f"{rule.family}:{rule.harakat or ''}" if rule.family == "madd" else rule.family
+                    if rule.family == "ghunnah":
+                        counts[f"ghunnah:{rule.kind}"].append(ctx.counts(unit.index, core=True))
                     if rule.family == "madd" and rule.kind in ("aared", "mottasel_waqf"):
                         key += ":stop"  # before a stop the reciter may choose 2, 4 or 6
                     elif rule.family == "madd" and stops_after(ctx, unit):
@@ -83,7 +98,8 @@ def main() -> None:
     for key, values in sorted(counts.items()):
         v = np.array(values)
         stats = {"n": int(v.size), "median": round(float(np.median(v)), 3), "std": round(float(v.std()), 3),
-                 **{f"p{q}": round(float(np.percentile(v, q)), 3) for q in (1, 2, 5, 10, 90, 95, 98, 99)}}
+                 **{f"p{q}": round(float(np.percentile(v, q)), 3) for q in (1, 2, 5, 10, 90, 95, 98, 99)},
+                 "values": sorted(round(float(x), 3) for x in v)}
         result["counts"][key] = stats
         print(f"  {key:<10} n={stats['n']:5d} median {stats['median']:.2f} counts; p1 {stats['p1']:.2f} "
               f"p5 {stats['p5']:.2f} p10 {stats['p10']:.2f} p90 {stats['p90']:.2f} p95 {stats['p95']:.2f} "

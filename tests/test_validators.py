@@ -14,6 +14,7 @@ from iqrah.assess.findings import AssessmentContext
 from iqrah.assess.ghunnah import check_ghunnah
 from iqrah.assess.madd import check_madd
 from iqrah.assess.pace import is_short_syllable
+from iqrah.assess.qalqalah import check_qalqalah
 from iqrah.assess.shadda import check_shadda
 from iqrah.evaluate.tsm import crossfade_join, stretch_span, time_stretch
 from iqrah.quran import build_reference
@@ -162,3 +163,15 @@ def test_a_shadda_no_longer_than_the_single_letter_is_found(ref):
     ctx = synthetic_context(ref, lambda u: 0.7 if u.index == target.index else natural_counts(u))
     [finding] = check_shadda(ctx)
     assert (finding.unit_index, finding.problem) == (target.index, "not_held")
+
+
+def test_a_qalqalah_without_release_is_found_except_at_the_recordings_end():
+    """112:3 in silence (no release anywhere): the sughra of يَلِدْ is reported; the kubra of
+    يُولَدْ, the recording's last sound, is not judged (its release is lost in the reverberation
+    or the cut, as for a third of correct ones on train)."""
+    ref = build_reference("112:3")
+    kinds = {u.index: r.kind for u in ref.units for r in u.rules if r.family == "qalqalah"}
+    assert sorted(kinds.values()) == ["kubra", "sughra"]
+    findings = check_qalqalah(synthetic_context(ref, natural_counts))
+    assert [(f.unit_index, f.problem) for f in findings] == [
+        (next(i for i, k in kinds.items() if k == "sughra"), "no_burst")]
