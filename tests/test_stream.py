@@ -186,7 +186,8 @@ def test_a_pause_costs_no_model_runs_once_it_is_seen(model, recitations):
 
 def test_the_voice_judged_so_far_survives_a_reconnect(model, recitations):
     """The stream judges each word against how the reciter's words have fitted so far
-    (``fit_line``); a stream restored from its snapshot keeps them."""
+    (``fit_line``) and counts with the madds it has heard (pace); a stream restored from its
+    snapshot keeps both."""
     from iqrah.audio import decode_audio
     from iqrah.stream import StreamingAnalyzer
 
@@ -198,3 +199,4 @@ def test_the_voice_judged_so_far_survives_a_reconnect(model, recitations):
     restored = StreamingAnalyzer("2:255", model=model)
     restored.restore(json.loads(json.dumps(analyzer.snapshot())), analyzer.audio())  # as Redis keeps it
     assert restored._fits == analyzer._fits
+    assert analyzer._held and restored._held == analyzer._held

@@ -107,6 +107,22 @@ def test_an_idgham_after_a_stop_is_not_judged():
     assert check_ghunnah(synthetic_context(ref, short, pause_after_word=target.word_index - 1)) == []
 
 
+@pytest.mark.parametrize("paused", [True, False])
+def test_a_madd_before_a_pause_a_live_stream_is_in_is_not_judged(ref, paused):
+    """Live, at a pause: nothing after the word is timed yet, the audio so far ends in the pause;
+    the madd is at a stop (2-6 counts). Going on without a pause, it is judged."""
+    target = next(u for u in ref.units if any(r.kind == "natural" for r in u.rules)
+                  and u.index >= ref.words[u.word_index].units[1] - 2 and u.word_index + 1 < len(ref.words))
+    long = lambda u: 5.0 if u.index == target.index else natural_counts(u)
+    ctx = synthetic_context(ref, long, pause_after_word=target.word_index if paused else len(ref.words) - 2)
+    next_unit = ref.words[target.word_index].units[1]
+    ctx.alignment.sound[next_unit:] = np.nan  # the window has timed nothing after the word
+    pause_end = int((ctx.alignment.sound[next_unit - 1, 1] + 0.5) * 16000)
+    ctx.audio = ctx.audio[:pause_end]  # the audio so far: the word, then half a second
+    findings = check_madd(ctx)
+    assert [f.unit_index for f in findings] == ([] if paused else [target.index])
+
+
 def test_units_a_live_stream_has_not_reached_are_skipped(ref):
     """A stream judges a word while later units have no timing (NaN): no crash on them."""
     target = next(u for u in ref.units if any(r.kind == "ikhfaa" for r in u.rules))
@@ -175,3 +191,22 @@ def test_a_qalqalah_without_release_is_found_except_at_the_recordings_end():
     findings = check_qalqalah(synthetic_context(ref, natural_counts))
     assert [(f.unit_index, f.problem) for f in findings] == [
         (next(i for i, k in kinds.items() if k == "sughra"), "no_burst")]
+
+
+def test_a_live_window_counts_with_the_madds_heard_before_it(ref):
+    """A live window starts a few words back: the reciter's count still comes from the natural
+    madds of the words judged before it (``earlier``), as the final report's does."""
+    from iqrah.assess.pace import PaceTracker
+
+    window_from = ref.words[len(ref.words) // 2].units[0]
+    # slower at first: natural madds of 3 counts, then of 2
+    slowing = lambda u: (3.0 if u.index < window_from else 2.0) if any(
+        r.kind == "natural" for r in u.rules) else natural_counts(u)
+    ctx = synthetic_context(ref, slowing, pause_after_word=len(ref.words) - 2)
+    held = ctx.held.copy()
+    held[:window_from] = np.nan  # the window has not timed the first half
+    earlier = {u: (ctx.alignment.units[u].start, float(ctx.held[u])) for u in range(window_from)}
+    t = ctx.alignment.units[window_from + 2].start
+    whole = PaceTracker(ref, ctx.alignment, ctx.held).at(t)
+    assert PaceTracker(ref, ctx.alignment, held, earlier).at(t) == whole
+    assert PaceTracker(ref, ctx.alignment, held).at(t) != whole  # from fewer madds, or short vowels

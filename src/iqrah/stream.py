@@ -134,6 +134,8 @@ class StreamingAnalyzer:
         self.words: dict[int, WordState] = {}
         # how the alignment fitted each word judged so far: the reciter's voice (fit_line)
         self._fits: dict[int, float] = {}
+        # unit -> (start, held seconds) of the words judged so far: the reciter's count (pace)
+        self._held: dict[int, tuple[float, float]] = {}
         self.next_word = 0
         self.finished = False
 
@@ -248,6 +250,7 @@ class StreamingAnalyzer:
         """What a reconnecting client needs restored (the audio is stored beside it)."""
         return {"spec": str(self.spec), "samples": self._samples, "speech_from": self._speech_from,
                 "next_word": self.next_word, "fits": {str(w): f for w, f in self._fits.items()},
+                "held": {str(u): list(v) for u, v in self._held.items()},
                 "words": {str(w): s.to_dict() for w, s in self.words.items()}}
 
     def restore(self, snapshot: dict, audio: np.ndarray) -> None:
@@ -259,6 +262,7 @@ class StreamingAnalyzer:
         self.next_word = int(snapshot.get("next_word", 0))
         self.words = {int(w): WordState(**state) for w, state in snapshot.get("words", {}).items()}
         self._fits = {int(w): float(f) for w, f in snapshot.get("fits", {}).items()}
+        self._held = {int(u): (float(a), float(b)) for u, (a, b) in snapshot.get("held", {}).items()}
 
     @property
     def samples_received(self) -> int:
@@ -454,8 +458,12 @@ class StreamingAnalyzer:
         content_kind = word_content(expected, said, fit, line)
         findings = []
         if content_kind is None:
-            ctx = AssessmentContext(self.reference, aligned, audio, SAMPLE_RATE, only_words={w})
+            ctx = AssessmentContext(self.reference, aligned, audio, SAMPLE_RATE, only_words={w},
+                                    earlier_held=self._held)
             findings, _ = run_validators(ctx)
+            for unit in self.reference.word_units(w):
+                if np.isfinite(ctx.held[unit.index]):
+                    self._held[unit.index] = (aligned.units[unit.index].start, float(ctx.held[unit.index]))
         violations = [violation(f).model_dump(mode="json") for f in findings]
         verdict = word_verdict(content_kind, True, bool(findings))
         return WordState(w, timing.start, timing.end, verdict, violations=violations), violations

@@ -50,10 +50,13 @@ class AssessmentContext:
     pace: PaceTracker = field(init=False)
     skip_words: set[int] = field(default_factory=set)  # words the content check found wrong
     only_words: set[int] | None = None  # judge just these (a stream judges word by word)
+    # unit -> (start, held seconds) of units measured before this alignment (a stream's earlier
+    # windows): the reciter's count still comes from them
+    earlier_held: dict[int, tuple[float, float]] | None = None
 
     def __post_init__(self):
         self.held = held_durations(self.alignment)
-        self.pace = PaceTracker(self.reference, self.alignment, self.held)
+        self.pace = PaceTracker(self.reference, self.alignment, self.held, self.earlier_held)
         self._edges: SoundEdges | None = None
 
     @property
@@ -91,6 +94,9 @@ class AssessmentContext:
         return (round(timing.start, 3), round(timing.start + float(self.held[unit_index]), 3))
 
 
+UNTIMED_REACH_S = 0.5  # where nothing after a word is timed, a pause must begin this soon after it
+
+
 def stops_after(ctx: AssessmentContext, unit) -> bool:
     """Whether the reciter paused right after the word of ``unit``, with ``unit`` at its end (its
     last unit, or the one before a last consonant that the stop leaves without its vowel): a
@@ -105,7 +111,11 @@ def stops_after(ctx: AssessmentContext, unit) -> bool:
         return False
     if last + 1 >= len(ctx.reference.units):
         return True
-    return _paused_between(ctx, sound[last, 1], sound[last + 1, 0])
+    following = sound[last + 1, 0]
+    if not np.isfinite(following):  # nothing timed after the word (a live stream at a pause): the
+        # silence right after it, in the audio there is
+        following = min(ctx.audio.size / ctx.sample_rate, sound[last, 1] + UNTIMED_REACH_S)
+    return _paused_between(ctx, sound[last, 1], following)
 
 
 def pauses_before(ctx: AssessmentContext, unit) -> bool:

@@ -57,8 +57,17 @@ class PaceTracker:
     counts each, the most frequent and most stable length they hold) in the ~10 s before it;
     with fewer than three of those, from their short vowels (``SHORT_VOWELS_PER_COUNT``)."""
 
-    def __init__(self, reference: Reference, alignment: ReferenceAlignment, held: np.ndarray):
+    def __init__(self, reference: Reference, alignment: ReferenceAlignment, held: np.ndarray,
+                 earlier: dict[int, tuple[float, float]] | None = None):
+        """``earlier``: unit -> (start, held seconds) measured before, for the units this
+        alignment does not time (a live window starts a few words back; the madds before it
+        still set the reciter's count, as they do for the final report)."""
         starts = np.array([u.start for u in alignment.units])
+        if earlier:
+            starts, held = starts.copy(), held.copy()
+            for unit, (start, seconds) in earlier.items():
+                if not np.isfinite(held[unit]):
+                    starts[unit], held[unit] = start, seconds
         last_of_ayah = {max(i for i, u in enumerate(reference.units)
                             if reference.words[u.word_index].ayah == ayah)
                         for ayah in {w.ayah for w in reference.words}}
