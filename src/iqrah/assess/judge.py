@@ -64,7 +64,7 @@ def word_content(expected: str, said: str, fit: float | None, line: float = FIT_
     fit of it (``word_fits``: None where it placed none of the word), by the rule
     ``judge_words_by_fit`` applies to a whole recording: a word heard less than FIT_MAX_KEPT is
     wrong only where the expected phonemes fit its frames under ``line`` (``fit_line`` of the
-    fits around it); then ``missing`` (nothing heard there) or ``substituted``. None: said as
+    reciter's words); then ``missing`` (nothing heard there) or ``substituted``. None: said as
     written."""
     edits = editops(expected, said)
     kept = 1 - sum(op != "insert" for op, _, _ in edits) / max(len(expected), 1)

@@ -6,9 +6,10 @@ measures 2 by construction; correct 4-6 count madds measure a median 7.7 on prof
 recitations of the train split (bench/calibrate_durations.py, iqrah-small, measured with the
 audio as ``analyze`` does: the whole held vowel, which reciters hold longer against their
 natural madds than the written counts say). Only clear deviations are reported: a natural
-madd held about twice its usual length, or a long madd held like a natural one. A madd at a stop is not judged, as 2, 4
-and 6 counts are all allowed there: before the end of the ayah ('aared, a mottasel at the stop),
-at its very end, and where the reciter stops for breath inside the ayah (``stops_after``).
+madd held about twice its usual length, or a long madd held like a natural one. A madd at a
+stop is not judged, as 2, 4 and 6 counts are all allowed there: before the end of the ayah
+('aared, a mottasel at the stop), at its very end, and where the reciter stops for breath
+inside the ayah (``stops_after``).
 """
 
 from __future__ import annotations
