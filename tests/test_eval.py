@@ -130,3 +130,28 @@ def test_time_stretch_any_length_and_factor():
         x = rng.standard_normal(n).astype(np.float32)
         for factor in (2 ** (3 / 12), 1.25, 0.8):
             assert time_stretch(x, factor).size == round(n * factor)
+
+
+def test_a_shortened_madd_is_planted_at_natural_length_in_an_ayah_with_few_natural_madds(recitations):
+    """78:36 (Alafasy) holds one natural madd: the planted shortening of its mottasel is measured
+    from the reciter's count, so the madd comes out about two counts long (an error), not at
+    half its length (Alafasy holds it about 8 counts: half is still a correct long madd)."""
+    import random
+
+    from iqrah.acoustic.onnx_model import bundled_model_path
+    from iqrah.acoustic.registry import load_model
+    from iqrah.analyze import judge
+    from iqrah.audio import decode_audio
+    from iqrah.config import AnalyzeSettings
+    from iqrah.evaluate.mutations import tajweed_mutations
+    from iqrah.quran import build_reference
+
+    if not bundled_model_path().is_file():
+        pytest.skip("the bundled acoustic model is not in this checkout")
+    model = load_model()
+    audio = decode_audio(recitations / "dev" / "offline-tarteel-test-corpus-v3-ea-alafasy-078036.opus")
+    [shortened] = [m for m in tajweed_mutations(audio, build_reference("78:36"), model, random.Random(0))
+                   if m.kind == "shorten_madd"]
+    judged, _, _ = judge(shortened.audio, "78:36", AnalyzeSettings(), model)
+    assert judged.context.counts(shortened.unit_index) < 3.0
+    assert any(f.unit_index == shortened.unit_index and f.problem == "too_short" for f in judged.findings)

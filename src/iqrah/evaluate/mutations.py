@@ -27,7 +27,7 @@ from ..align import AlignmentError
 from ..align.words import align_reference
 from ..analyze import AnalyzeSettings, analyze
 from ..assess.madd import STOP_KINDS
-from ..assess.pace import held_durations
+from ..assess.pace import PaceTracker, held_durations
 from ..audio import SAMPLE_RATE, AudioError, decode_audio
 from ..quran import build_reference
 from ..report.schema import Report
@@ -90,6 +90,7 @@ def tajweed_mutations(audio, reference, model, rng: random.Random) -> list[Mutat
     naturals = [spans[u.index] for u in reference.units[:-1]
                 if any(r.family == "madd" and r.kind == "natural" for r in u.rules) and np.isfinite(spans[u.index])]
     natural_s = float(np.median(naturals)) if len(naturals) >= 3 else None
+    pace = PaceTracker(reference, aligned, held)  # the reciter's count, where few natural madds tell it
     plans = {
         "shorten_madd": (lambda r: r.family == "madd" and (r.harakat or 0) >= 4 and r.kind not in STOP_KINDS, None),
         "lengthen_madd": (lambda r: r.family == "madd" and r.kind == "natural", 2.0),  # 2 -> about 4 counts
@@ -105,8 +106,8 @@ def tajweed_mutations(audio, reference, model, rng: random.Random) -> list[Mutat
         start, end = aligned.sound[unit.index]
         factor_here = factor
         if kind == "shorten_madd":  # to about 2 counts: the length of this reciter's natural madds
-            factor_here = natural_s / spans[unit.index] if natural_s else 2 / max(
-                r.harakat for r in unit.rules if wanted(r))
+            natural_here = natural_s or 2 * pace.at(aligned.units[unit.index].start).harakah_s
+            factor_here = natural_here / spans[unit.index]
             if factor_here >= 0.8:
                 continue  # already about as short as a natural madd: nothing to plant
         try:
