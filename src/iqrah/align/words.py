@@ -214,9 +214,12 @@ def _sound_spans(reference, vocab, ids, token_unit, starts, ends, reached, pad, 
     # doubled stop (``تت``, ``دد``) is silent, yet it is the letter held
     mid_left = np.concatenate(([s[0] - pad], s[1:] - np.minimum(gaps / 2, pad)))
     mid_right = np.concatenate((e[:-1] + np.minimum(gaps / 2, pad), [e[-1] + pad]))
-    right_in_madd, left_in_madd = {}, {}
+    chars = [vocab.tokens[ids[k]] for k in idx]
+    units = token_unit[idx]
+    in_madd = _madd_gaps(chars, units)
     if edges is None:
         left, right = mid_left, mid_right
+        madd_left, madd_right = left, right
     else:  # split each gap at its middle, but no sound runs through silence, nor far into a pause
         limit = np.minimum(gaps / 2, PAUSE_REACH_S)  # (reverberation keeps a pause above silence)
         rel_e, rel_s = e - offset_s, s - offset_s
@@ -227,19 +230,18 @@ def _sound_spans(reference, vocab, ids, token_unit, starts, ends, reached, pad, 
         # inside a madd (a short vowel, then the madd letter that lengthens it) the model fires at
         # the vowel's start and again at its end: all the sound between is the held vowel, as no
         # reciter pauses inside a madd, so the madd is measured through the whole gap
-        for k in np.flatnonzero(_madd_gaps(vocab, ids[idx], token_unit[idx])):
+        madd_left, madd_right = left.copy(), right.copy()
+        for k in np.flatnonzero(in_madd):
             half = gaps[k] / 2
-            right_in_madd[k] = edges.end_after(rel_e[k], rel_e[k] + half) + offset_s
-            left_in_madd[k + 1] = edges.start_before(rel_s[k + 1], rel_s[k + 1] - half) + offset_s
-    chars = [vocab.tokens[ids[k]] for k in idx]
-    units = token_unit[idx]
+            madd_right[k] = edges.end_after(rel_e[k], rel_e[k] + half) + offset_s
+            madd_left[k + 1] = edges.start_before(rel_s[k + 1], rel_s[k + 1] - half) + offset_s
     hold_left = _hold_starts(reference, units, s, e, mid_left, edges, offset_s)
     for j, unit in enumerate(units):
         lo, hi = left[j], right[j]
         inside = hi - lo
-        if chars[j] in MADD_LETTERS and j > 0 and chars[j - 1] in SHORT_VOWELS and units[j - 1] != unit:
+        if j > 0 and in_madd[j - 1]:
             lo = left[j - 1]  # the madd lengthens the vowel before it
-            inside = (hi - left_in_madd.get(j, left[j])) + (right_in_madd.get(j - 1, right[j - 1]) - left[j - 1])
+            inside = (hi - madd_left[j]) + (madd_right[j - 1] - left[j - 1])
         held[unit] = inside if np.isnan(held[unit]) else held[unit] + inside
         if np.isnan(core[unit]):  # the held letter: up to the spike of the vowel after it
             has_vowel = j + 1 < len(chars) and units[j + 1] == unit and chars[j + 1] in SHORT_VOWELS
@@ -254,10 +256,9 @@ def _sound_spans(reference, vocab, ids, token_unit, starts, ends, reached, pad, 
     return sound, held, short_vowel, core
 
 
-def _madd_gaps(vocab, ids, units) -> np.ndarray:
+def _madd_gaps(chars: list[str], units: np.ndarray) -> np.ndarray:
     """For each gap between two consecutive heard tokens: whether it lies inside a madd (a short
     vowel, then the madd letter of the next unit that lengthens it)."""
-    chars = [vocab.tokens[i] for i in ids]
     return np.array([chars[k] in SHORT_VOWELS and chars[k + 1] in MADD_LETTERS and units[k] != units[k + 1]
                      for k in range(len(chars) - 1)], dtype=bool)
 
