@@ -84,13 +84,14 @@ def main() -> None:
             for rule in unit.rules:
                 if rule.family in ("madd", "ghunnah", "shadda"):
                     key = f"{rule.family}:{rule.harakat or ''}" if rule.family == "madd" else rule.family
+                    measured = ctx.counts(unit.index, core=rule.family != "madd")
                     if rule.family == "ghunnah":
-                        counts[f"ghunnah:{rule.kind}"].append(ctx.counts(unit.index, core=True))
+                        counts[f"ghunnah:{rule.kind}"].append(measured)
                     if rule.family == "madd" and rule.kind in ("aared", "mottasel_waqf"):
                         key += ":stop"  # before a stop the reciter may choose 2, 4 or 6
                     elif rule.family == "madd" and stops_after(ctx, unit):
                         key += ":pause"  # the reciter stopped here inside the ayah: a stop too
-                    counts[key].append(ctx.counts(unit.index, core=rule.family != "madd"))
+                    counts[key].append(measured)
     result = {"files": len(pers), "per": {"median": float(np.median(pers)), "p90": float(np.percentile(pers, 90)),
                                           "p99": float(np.percentile(pers, 99))}, "counts": {}}
     print(f"{len(pers)} train files; free-decoding PER median {result['per']['median']:.3f}, "
