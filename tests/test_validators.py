@@ -88,10 +88,15 @@ def test_a_stretched_natural_madd_is_found(ref):
     assert (finding.unit_index, finding.problem) == (target.index, "too_long")
 
 
+def natural_madd_ending_a_word(ref):
+    """A natural madd at the end of a word (or before its last consonant) that is not the last."""
+    return next(u for u in ref.units if any(r.kind == "natural" for r in u.rules)
+                and u.index >= ref.words[u.word_index].units[1] - 2 and u.word_index + 1 < len(ref.words))
+
+
 def test_a_madd_before_a_breath_is_not_judged(ref):
     """A stop inside the ayah makes the madd before it 'aared: 2, 4 or 6 counts are all allowed."""
-    target = next(u for u in ref.units if any(r.kind == "natural" for r in u.rules)
-                  and u.index >= ref.words[u.word_index].units[1] - 2 and u.word_index + 1 < len(ref.words))
+    target = natural_madd_ending_a_word(ref)
     long = lambda u: 5.0 if u.index == target.index else natural_counts(u)
     [finding] = check_madd(synthetic_context(ref, long, pause_after_word=target.word_index + 1))
     assert finding.unit_index == target.index  # a pause elsewhere changes nothing
@@ -111,8 +116,7 @@ def test_an_idgham_after_a_stop_is_not_judged():
 def test_a_madd_before_a_pause_a_live_stream_is_in_is_not_judged(ref, paused):
     """Live, at a pause: nothing after the word is timed yet, the audio so far ends in the pause;
     the madd is at a stop (2-6 counts). Going on without a pause, it is judged."""
-    target = next(u for u in ref.units if any(r.kind == "natural" for r in u.rules)
-                  and u.index >= ref.words[u.word_index].units[1] - 2 and u.word_index + 1 < len(ref.words))
+    target = natural_madd_ending_a_word(ref)
     long = lambda u: 5.0 if u.index == target.index else natural_counts(u)
     ctx = synthetic_context(ref, long, pause_after_word=target.word_index if paused else len(ref.words) - 2)
     next_unit = ref.words[target.word_index].units[1]
