@@ -43,6 +43,7 @@ async def client(url: str, audio: np.ndarray, spec: tuple[int, int], index: int)
     sends: list[tuple[int, float]] = []  # (audio_ms at the end of the chunk, send time)
     latencies, word_delays, errors = [], [], []
     live: list[float] = []  # latencies of the events that came before the client sent stop
+    late: list[tuple[str, float]] = []  # (type, latency) of the events after stop, before the final
     first_sent: dict[int, tuple[float, float]] = {}  # word index -> (arrival, end it was sent with)
     async with websockets.connect(f"{url}/ws/stream", max_size=2**24) as ws:
         await ws.send(json.dumps({"type": "start", "data": {"protocol": "1.0", "surah": spec[0], "ayah": spec[1],
@@ -52,6 +53,7 @@ async def client(url: str, audio: np.ndarray, spec: tuple[int, int], index: int)
             return {"client": index, "errors": [ready["data"]]}
         t0 = time.perf_counter()
         done, stopped = asyncio.Event(), asyncio.Event()
+        stop_sent, final_wait = [0.0], []  # when stop was sent; how long the final report took after it
 
         async def reader():
             while True:
@@ -73,9 +75,12 @@ async def client(url: str, audio: np.ndarray, spec: tuple[int, int], index: int)
                         latencies.append(now - sent)
                         if not stopped.is_set():
                             live.append(now - sent)
+                        else:
+                            late.append((kind, now - sent))
                 if kind == "word" and data["index"] not in first_sent:
                     first_sent[data["index"]] = (now, data["end"])
                 if kind == "final":
+                    final_wait.append(now - stop_sent[0])
                     final_end = {w["index"]: w["end"] for w in data["words"] if w["end"] is not None}
                     for w, (arrival, sent_end) in first_sent.items():
                         word_delays.append(arrival - (t0 + final_end.get(w, sent_end)))
@@ -89,11 +94,12 @@ async def client(url: str, audio: np.ndarray, spec: tuple[int, int], index: int)
             sends.append((int((i + len(frame)) / 32), time.perf_counter()))
             await ws.send(frame)
         stopped.set()
+        stop_sent[0] = time.perf_counter()
         await ws.send(json.dumps({"type": "stop", "data": {}}))
         await asyncio.wait_for(done.wait(), timeout=120)
         await task
-    return {"client": index, "latencies": latencies, "live": live, "word_delays": word_delays, "errors": errors,
-            "audio_s": len(pcm) / 32000}
+    return {"client": index, "latencies": latencies, "live": live, "late": late, "final_wait": final_wait,
+            "word_delays": word_delays, "errors": errors, "audio_s": len(pcm) / 32000}
 
 
 def start_local_server(*options: str) -> tuple[subprocess.Popen, str]:
@@ -179,8 +185,14 @@ def main() -> None:
     lat = [x for r in results for x in r.get("latencies", [])]
     words = [x for r in results for x in r.get("word_delays", [])]
     live = [x for r in results for x in r.get("live", [])]
+    late = [x for r in results for x in r.get("late", [])]
+    final_wait = [x for r in results for x in r.get("final_wait", [])]
     overall = {"clients": args.clients, "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99),
                "live_p50_ms": pct(live, 50), "live_p95_ms": pct(live, 95),
+               "after_stop": {kind: {"events": n, "p50_ms": pct(v, 50), "p95_ms": pct(v, 95)}
+                              for kind in ("word", "violation", "partial")
+                              if (n := len(v := [x for k, x in late if k == kind]))},
+               "final_after_stop_p50_ms": pct(final_wait, 50), "final_after_stop_p95_ms": pct(final_wait, 95),
                "word_delay_p50_ms": pct(words, 50), "word_delay_p95_ms": pct(words, 95),
                "errors": sum(len(r.get("errors", [])) for r in results), "failed_clients": len(failures),
                "stages_mean_ms": stages}
@@ -188,12 +200,17 @@ def main() -> None:
           f"word delay p50 {overall['word_delay_p50_ms']} ms, p95 {overall['word_delay_p95_ms']} ms; "
           f"errors {overall['errors']}, failed clients {len(failures)}")
     print(f"events before stop only: p50 {overall['live_p50_ms']} ms, p95 {overall['live_p95_ms']} ms")
+    print(f"events after stop ({len(late)} of {len(lat)}):", "; ".join(
+        f"{k} {v['events']} p50 {v['p50_ms']} ms p95 {v['p95_ms']} ms" for k, v in overall["after_stop"].items()))
+    print(f"final report after stop: p50 {overall['final_after_stop_p50_ms']} ms, "
+          f"p95 {overall['final_after_stop_p95_ms']} ms")
     print("mean per stage (ms):", ", ".join(f"{k} {v}" for k, v in stages.items()))
     for failure in failures[:3]:
         print("client failure:", repr(failure))
     if args.json:
+        raw = ("latencies", "live", "late", "final_wait", "word_delays")
         Path(args.json).write_text(json.dumps({"overall": overall, "clients": [
-            {k: v for k, v in r.items() if k not in ("latencies", "live", "word_delays")} for r in results]}, indent=2))
+            {k: v for k, v in r.items() if k not in raw} for r in results]}, indent=2))
 
 
 if __name__ == "__main__":
