@@ -13,7 +13,7 @@ from iqrah.align.words import ReferenceAlignment, UnitTiming, WordTiming, alignm
 from iqrah.assess.findings import AssessmentContext
 from iqrah.assess.ghunnah import check_ghunnah
 from iqrah.assess.madd import check_madd
-from iqrah.assess.pace import is_short_syllable
+from iqrah.assess.pace import SHORT_VOWELS_PER_COUNT, is_short_syllable
 from iqrah.assess.qalqalah import check_qalqalah
 from iqrah.assess.shadda import check_shadda
 from iqrah.evaluate.tsm import crossfade_join, stretch_span, time_stretch
@@ -59,7 +59,8 @@ def natural_counts(unit):
             return 2.0
         if rule.family == "shadda":
             return 1.8
-    return 1.0 if is_short_syllable(unit.phonemes) else 0.6
+    # a short syllable: its vowel held one count once scaled as the pace scales it
+    return 1 / SHORT_VOWELS_PER_COUNT if is_short_syllable(unit.phonemes) else 0.6
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +72,23 @@ def test_a_well_paced_recitation_has_no_findings(ref):
     ctx = synthetic_context(ref, natural_counts)
     assert ctx.pace.overall().harakah_s == pytest.approx(COUNT)  # from the natural madds
     assert check_madd(ctx) == [] and check_ghunnah(ctx) == [] and check_shadda(ctx) == []
+
+
+def test_a_natural_madd_held_twice_as_long_is_found_among_few_madds():
+    """2:2 has four natural madds before its end. Held 1.6, 4, 2.4 and 2.4 counts, the one held
+    twice as long is found: it cannot hide by raising the count it is measured with (the madds'
+    median alone would be 1.2 counts, making it 3.3 of them). Held 2, nothing is reported."""
+    ref = build_reference("2:2")
+    naturals = [u.index for u in ref.units[:-1] if any(r.kind == "natural" for r in u.rules)]
+    assert len(naturals) == 4
+
+    def held(target_counts):
+        lengths = dict(zip(naturals, (1.6, target_counts, 2.4, 2.4)))
+        return lambda u: lengths.get(u.index, natural_counts(u))
+
+    [finding] = check_madd(synthetic_context(ref, held(4.0)))
+    assert (finding.unit_index, finding.problem) == (naturals[1], "too_long")
+    assert check_madd(synthetic_context(ref, held(2.0))) == []
 
 
 def test_a_short_monfasel_madd_is_found(ref):
@@ -180,7 +198,8 @@ def test_sifat_heads_report_a_ghunnah_without_nasality(ref):
 
 def test_a_shadda_no_longer_than_the_single_letter_is_found(ref):
     target = next(u for u in ref.units if any(r.family == "shadda" for r in u.rules))
-    ctx = synthetic_context(ref, lambda u: 0.7 if u.index == target.index else natural_counts(u))
+    single = natural_counts(next(u for u in ref.units if is_short_syllable(u.phonemes)))
+    ctx = synthetic_context(ref, lambda u: 0.7 * single if u.index == target.index else natural_counts(u))
     [finding] = check_shadda(ctx)
     assert (finding.unit_index, finding.problem) == (target.index, "not_held")
 

@@ -83,7 +83,7 @@ class AssessmentContext:
         seconds = self.held[unit_index]
         if core and self.alignment.core is not None:
             seconds = self.alignment.core[unit_index]
-        return float(seconds / self.pace.at(timing.start).harakah_s)
+        return float(seconds / self.pace.for_unit(unit_index, timing.start).harakah_s)
 
     def span(self, unit_index: int) -> tuple[float, float]:
         """Where the unit sounds (s): its segment when the alignment has one."""

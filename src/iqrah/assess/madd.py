@@ -1,9 +1,10 @@
 """Madd length: held counts against the expected harakat (natural 2; others per settings).
 
 The measured length is the madd's sound (with the short vowel it lengthens, pauses excluded)
-divided by the reciter's own count, taken from their natural madds (see pace.py): a natural madd
-measures 2 by construction; correct 4-6 count madds measure a median 7.7 on professional
-recitations of the train split (bench/calibrate_durations.py, iqrah-small, measured with the
+divided by the reciter's own count, taken from their natural madds (see pace.py; a natural
+madd itself is measured against its madds and short syllables together): natural madds measure
+a median 2; correct 4-6 count madds measure a median 7.7 on professional recitations of the
+train split (bench/calibrate_durations.py, iqrah-small, measured with the
 audio as ``analyze`` does: the whole held vowel, which reciters hold longer against their
 natural madds than the written counts say). Only clear deviations are reported: a natural
 madd held about twice its usual length, or a long madd held like a natural one. A madd at a
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from .findings import AssessmentContext, RuleFinding, stops_after
 
-NATURAL_TOO_LONG = 3.5  # counts; ~2 % of correct natural madds (not at a stop) measure longer (train calibration)
+NATURAL_TOO_LONG = 3.5  # counts; 1.5 % of correct natural madds (not at a stop) measure longer (train calibration)
 LONG_TOO_SHORT = 2.2  # counts; a natural madd measures 2; correct 4-6 count madds a median 7.7, 12 / 74 under this
 STOP_KINDS = ("aared", "mottasel_waqf")  # at a stop the reciter may choose 2, 4 or 6 counts
 
