@@ -352,6 +352,36 @@ def test_report_pools_take_clients_in_turn():
     assert order == ["a0", "b0", "a1", "b1", "a2"]
 
 
+def test_one_clients_finals_use_the_idle_threads_but_others_go_first():
+    """Eleven streams behind one address stopped together: their finals ran one at a time while
+    the second report thread sat idle. Now a client's second job takes a thread no other client
+    is waiting for; another client's job still goes before its third."""
+    import asyncio
+
+    pool = FairPool(threads=2, thread_name_prefix="test", per_client=2)
+    running, most, order = set(), [0], []
+    lock = threading.Lock()
+
+    def job(name):
+        with lock:
+            order.append(name)
+            running.add(name)
+            most[0] = max(most[0], len(running))
+        time.sleep(0.1)
+        with lock:
+            running.discard(name)
+
+    async def scenario():
+        first = [asyncio.ensure_future(pool.run("ip:a", job, f"a{i}")) for i in range(3)]
+        await asyncio.sleep(0.02)
+        await asyncio.gather(pool.run("ip:b", job, "b0"), *first)
+
+    asyncio.run(scenario())
+    pool.shutdown()
+    assert most[0] == 2  # a0 and a1 side by side: no thread idle while a's finals wait
+    assert order == ["a0", "a1", "b0", "a2"]  # b0 arrived while a0, a1 ran: it goes before a2
+
+
 def test_a_final_does_not_wait_for_uploads_and_uploads_yield_the_cores(model):
     """Three long uploads delayed a live stream's final from 5.6 s to 28.8 s: finals and uploads
     now have threads of their own, the uploads' at a lower CPU priority."""

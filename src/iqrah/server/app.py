@@ -74,9 +74,10 @@ class ServerState:
         if model is not None:
             self._use_models(model, live_model or model)
         # whole-recording reports take 0.1 s to seconds each: they have threads of their own, so
-        # live words do not queue behind them, shared fairly between clients (reports.py); a
+        # live words do not queue behind them, shared fairly between clients (reports.py; the
+        # streams of one address may use every report thread no other client waits for); a
         # stream's final never waits for an upload, and uploads run at a lower CPU priority
-        self.final_pool = FairPool(config.report_threads, "iqrah-final")
+        self.final_pool = FairPool(config.report_threads, "iqrah-final", per_client=config.report_threads)
         self.upload_pool = FairPool(config.upload_threads, "iqrah-upload", nice=UPLOAD_NICE)
         # a stream's reference and analyzer (ms for an ayah, seconds for 2:2-286): threads of their
         # own, so that no client's starts hold the threads that save every stream's session

@@ -3,7 +3,9 @@
 
 Run first come, first served on one thread, three long uploads delayed a live stream's final
 five-fold. A FairPool runs one job of a client at a time; the others wait their turn, taken
-round robin between clients. The server keeps uploads in a pool of their own whose threads run
+round robin between clients. A pool may let a client use threads no other client is waiting
+for (``per_client``): many streams behind one address (a classroom, a benchmark) had their
+finals run one by one while a report thread sat idle. The server keeps uploads in a pool of their own whose threads run
 at a lower CPU priority (Linux ``nice``), so a final never queues behind an upload and live work
 keeps the cores while uploads wait.
 """
@@ -19,8 +21,10 @@ from functools import partial
 
 
 class FairPool:
-    def __init__(self, threads: int, thread_name_prefix: str, nice: int = 0):
-        self.threads, self.nice = max(1, threads), nice
+    def __init__(self, threads: int, thread_name_prefix: str, nice: int = 0, per_client: int = 1):
+        """``per_client``: jobs of one client that may run at once; beyond the first, only on a
+        thread that no other client's job is waiting for."""
+        self.threads, self.nice, self.per_client = max(1, threads), nice, max(1, per_client)
         self._queues: OrderedDict[str, deque] = OrderedDict()  # client -> its jobs waiting, in turn order
         self._running: Counter[str] = Counter()
         self._cond = threading.Condition()
@@ -41,9 +45,11 @@ class FairPool:
         return await asyncio.wrap_future(future)
 
     def _next(self):
-        """(client, job) of the next job that may run now, or None (under the lock)."""
-        for client in self._queues:
-            if self._running[client]:
+        """(client, job) of the next job that may run now, or None (under the lock): the first
+        client in turn with nothing running, else the first below ``per_client``."""
+        for limit in range(1, self.per_client + 1):
+            client = next((c for c in self._queues if self._running[c] < limit), None)
+            if client is None:
                 continue
             job = self._queues[client].popleft()
             if self._queues[client]:
