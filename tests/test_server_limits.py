@@ -407,7 +407,7 @@ def test_a_final_does_not_wait_for_uploads_and_uploads_yield_the_cores(model):
         return t0
 
     t0 = asyncio.run(scenario())
-    for pool in (state.final_pool, state.upload_pool, state.start_pool):
+    for pool in (state.final_pool, state.upload_pool, state.prepare_pool, state.start_pool):
         pool.shutdown()
     assert started["final"] - t0 < 0.3  # not after the uploads (1.5 s of them)
     assert nice["upload-a"] > nice["final"]

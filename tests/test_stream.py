@@ -76,6 +76,34 @@ def test_a_busy_server_stops_the_streams_vad_and_the_final_report_runs_it(model,
     assert final.data == offline.model_dump(mode="json") | {"timings_ms": final.data["timings_ms"]}
 
 
+def test_the_final_reports_windows_run_while_reciting_and_give_the_same_report(model, recitations, monkeypatch):
+    """A 20 s recitation cost its final report three 10 s windows after stop; the windows the
+    audio has completed run while the reciter goes on (prepare_final), so one is left, and the
+    report is the offline analysis all the same."""
+    from iqrah.analyze import analyze
+    from iqrah.audio import decode_audio
+    from iqrah.stream import StreamingAnalyzer
+
+    audio = decode_audio(recitations / "dev" / "offline-tarteel-test-corpus-002255.opus")[: 20 * SAMPLE_RATE]
+    runs = []
+    run = model._run
+    monkeypatch.setattr(model, "_run", lambda window: runs.append(window.size) or run(window))
+    analyzer = StreamingAnalyzer("2:255", model=model)
+    prepared = 0
+    for i in range(0, audio.size, 1600):
+        analyzer.feed(audio[i:i + 1600])
+        while analyzer.final_window_due:
+            analyzer.prepare_final()
+            prepared += 1
+    assert prepared == 2  # 0-10 s and 8-18 s of the speech; the last window ends with the audio
+    runs.clear()
+    report = analyzer.finish()[-1]
+    assert len(runs) == 1 and not analyzer.final_window_due
+    offline = analyze(analyzer.audio(), "2:255", analyzer.settings, model)
+    assert len(runs) == 4  # analyze ran all three windows itself
+    assert report.data == offline.model_dump(mode="json") | {"timings_ms": report.data["timings_ms"]}
+
+
 class Heard(AcousticModel):
     """A model that records the length of every recording it hears."""
 

@@ -23,22 +23,27 @@ step; if a boundary moves by more than ``revise_s`` the word is sent again with 
 pipeline on the whole recording, so the ``final`` report is exactly what ``iqrah analyze`` says
 of the same audio, and re-sends any word whose verdict or boundaries that changes. The live
 steps and the final report may use two models (``final_model``): a fast one for the many short
-windows, a stronger one for the one pass over the whole recording. Each ``word``
+windows, a stronger one for the one pass over the whole recording. ``prepare_final()`` runs the
+final model, while the reciter goes on, on each window of the final report that the audio has
+completed (a caller runs it between feeds, when ``final_window_due``): after ``stop`` only the
+last window is left to run (a 20 s recitation: one window of three). Each ``word``
 event carries the word's melody: the audio goes through a pitch tracker (``audio.pitch``, the
 same frames ``analyze`` computes) piece by piece, each time a word is sent.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .acoustic.base import AcousticModel
+from .acoustic.onnx_model import WindowMemo
 from .acoustic.vocab import collapse_runs
 from .align import AlignmentError
 from .align.words import align_reference
-from .analyze import analyze
+from .analyze import EDGE_S, analyze
 from .assess.content import Heard, fit_line, word_fits
 from .assess.findings import AssessmentContext
 from .assess.judge import run_validators, word_content, word_verdict
@@ -127,6 +132,11 @@ class StreamingAnalyzer:
         self._speech: list[SpeechSegment] | None = []
         self._clock = Stopwatch()  # the stages of the last feed() or finish()
         self._speech_from: int | None = None
+        # where the VAD's first segment begins (kept when a busy server stops the VAD): the
+        # final report cuts the recording there, so its windows can be run before it
+        self._first_segment: int | None = None
+        self._final_windows = WindowMemo()
+        self._final_windows_run = 0  # how many of them prepare_final has run, in order
         self._last_step = 0
         self._last_partial = 0
         self._silence_db: float | None = None  # set while the reciter pauses (see _still_silent)
@@ -186,13 +196,19 @@ class StreamingAnalyzer:
         ``analyze`` runs it on the whole recording, so that the final report takes its segments
         instead of running it again (about a quarter of the final report's time, after the
         reciter has stopped) - unless the server is ``busy`` (it steps less often): the VAD then
-        stops, sparing its cost while many streams run, and the final report runs it."""
+        stops, sparing its cost while many streams run, and the final report runs it (where its
+        first segment begins, if still open, is kept: the final report's windows begin there,
+        see ``prepare_final``)."""
         if self._speech_from is not None and (busy or self._speech is None):
+            if self._speech is not None and self._first_segment is None and self._vad_offset == 0:
+                self._first_segment = self._vad.open_segment_start
             self._speech = None
             return
         with self._clock.stage("vad"):
             for segment in self._vad.feed(pcm):
                 self._speech.append(segment)
+                if self._first_segment is None and self._vad_offset == 0:
+                    self._first_segment = segment.start
                 if self._speech_from is None:
                     self._note_speech(self._vad_offset + segment.start)
             if self._speech_from is not None:
@@ -224,8 +240,9 @@ class StreamingAnalyzer:
         audio = self.audio()
         # the VAD heard the whole recording unless the stream was restored from a snapshot
         speech = self._speech + self._vad.flush() if self._vad_offset == 0 and self._speech is not None else None
-        report = analyze(audio, str(self.spec), self.settings, self.final_model, pitch=self.pitch,
-                         reciter=self.reciter, speech=speech)
+        with self._reusing_final_windows():
+            report = analyze(audio, str(self.spec), self.settings, self.final_model, pitch=self.pitch,
+                             reciter=self.reciter, speech=speech)
         self._clock.ms = dict(report.timings_ms)
         events = []
         for word in report.words:
@@ -245,6 +262,41 @@ class StreamingAnalyzer:
                 events.append(Event("violation", found.model_dump(), self._ms()))
         events.append(Event("final", report.model_dump(mode="json"), self._ms()))
         return events
+
+    def _next_final_window(self) -> tuple[int, int] | None:
+        """(start, end) in the stream of the next window of the final report's model that the
+        audio received has completed and that has not been run, or None."""
+        settled = getattr(self.final_model, "settled_windows", None)
+        if settled is None or self._first_segment is None or self.finished:
+            return None
+        # the final report hears the recording from EDGE_S before the first speech (analyze.judge)
+        first = max(0, self._first_segment - int(EDGE_S * SAMPLE_RATE))
+        windows = settled(self._samples - first)
+        if len(windows) <= self._final_windows_run:
+            return None
+        start, end = windows[self._final_windows_run]
+        return first + start, first + end
+
+    @property
+    def final_window_due(self) -> bool:
+        """Whether ``prepare_final`` has a window to run."""
+        return self._next_final_window() is not None
+
+    def prepare_final(self) -> None:
+        """Run the final model on the next window of the final report that the audio received has
+        completed (cheap to call when there is none). The report takes the outputs only if its
+        window holds exactly these samples (``WindowMemo``)."""
+        window = self._next_final_window()
+        if window is None:
+            return
+        chunks = list(self._chunks)  # a snapshot: a feed may append meanwhile
+        audio = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        self.final_model.run_window(audio[window[0] : window[1]], self._final_windows)
+        self._final_windows_run += 1
+
+    def _reusing_final_windows(self):
+        reusing = getattr(self.final_model, "reusing", None)
+        return reusing(self._final_windows) if reusing is not None else nullcontext()
 
     def snapshot(self) -> dict:
         """What a reconnecting client needs restored (the audio is stored beside it)."""

@@ -15,12 +15,17 @@ output keeps the frame count of the whole audio (the last frame repeated).
 Audio longer than ``window_seconds`` (the card's, else 20 s, the longest utterance seen in
 training) is cut into windows that overlap by ``overlap_seconds`` (the card's, else 2 s);
 features are normalised per window, as in training, and each output frame is taken from the window in which it lies furthest from an edge (the cut
-is in the middle of each overlap).
+is in the middle of each overlap). A stream runs the windows of its final report as the audio
+arrives (``settled_windows``, ``WindowMemo``); the final report then takes them instead of running
+them again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -53,6 +58,28 @@ def _whisper_ctc_frames(n_feature_frames: int) -> int:
 
 #: output frames for a number of feature frames, and the fewest feature frames that give one
 OUTPUT_FRAMES = {"conformer-ctc": (_conformer_frames, 7), "whisper-ctc": (_whisper_ctc_frames, 3)}
+
+
+class WindowMemo:
+    """Outputs of windows already run, found again by their samples (a digest of them): a window
+    is reused only for exactly the same audio, so nothing depends on guessing where a report will
+    cut the recording."""
+
+    def __init__(self):
+        self._outputs: dict[bytes, np.ndarray] = {}
+
+    @staticmethod
+    def _key(window: np.ndarray) -> bytes:
+        return hashlib.blake2b(np.ascontiguousarray(window, dtype=np.float32).tobytes(), digest_size=16).digest()
+
+    def get(self, window: np.ndarray) -> np.ndarray | None:
+        return self._outputs.get(self._key(window))
+
+    def put(self, window: np.ndarray, output: np.ndarray) -> None:
+        self._outputs[self._key(window)] = output
+
+    def __len__(self) -> int:
+        return len(self._outputs)
 
 
 class OnnxAcousticModel(AcousticModel):
@@ -96,6 +123,7 @@ class OnnxAcousticModel(AcousticModel):
         self._out_frames, self._min_feature_frames = OUTPUT_FRAMES[arch]
         self._delay = int(round(float(self.card.get("delay_seconds", 0.0)) * self.features.sample_rate))
         self._exact: bool | None = None  # see batches_exactly
+        self._reuse = threading.local()  # the WindowMemo of the call running on each thread (reusing)
         hop = SAMPLES_PER_FRAME
         if window_seconds is None:
             window_seconds = float(self.card.get("window_seconds", 20.0))
@@ -134,6 +162,33 @@ class OnnxAcousticModel(AcousticModel):
     def _run(self, audio: np.ndarray) -> np.ndarray:
         lp = self._infer(self._features(audio)[None])[0]
         return self._keep_count(lp, audio.size)
+
+    @contextmanager
+    def reusing(self, memo: WindowMemo):
+        """Within the block, on this thread, windows found in ``memo`` are not run again (the
+        model is shared by threads: another thread's calls are not affected)."""
+        self._reuse.memo = memo
+        try:
+            yield
+        finally:
+            self._reuse.memo = None
+
+    def settled_windows(self, n_samples: int) -> list[tuple[int, int]]:
+        """(start, end) in samples of the windows that ``log_probs`` runs on any audio that begins
+        like the first ``n_samples`` and is longer than them: all but the last, which ends where
+        the audio ends."""
+        step = self._window - self._overlap
+        return [(s, s + self._window) for s in range(0, n_samples - self._window + 1, step)]
+
+    def run_window(self, window: np.ndarray, memo: WindowMemo) -> None:
+        """Run one window (from ``settled_windows``) now, for ``memo``."""
+        if memo.get(window) is None:
+            memo.put(window, self._run(np.asarray(window, dtype=np.float32)))
+
+    def _window_output(self, window: np.ndarray) -> np.ndarray:
+        memo = getattr(self._reuse, "memo", None)
+        found = memo.get(window) if memo is not None else None
+        return found if found is not None else self._run(window)
 
     def batch_key(self, audio_16k: np.ndarray):
         """Audio of one window or less batches with audio of the same number of feature frames
@@ -177,7 +232,7 @@ class OnnxAcousticModel(AcousticModel):
             starts.append(last)
         out = np.empty((total, len(self.vocab)), dtype=np.float32)
         for k, s in enumerate(starts):
-            lp = self._run(audio[s : s + self._window])
+            lp = self._window_output(audio[s : s + self._window])
             f0 = s // hop
             lo = 0 if k == 0 else (f0 + (starts[k - 1] + self._window) // hop) // 2
             hi = total if k == len(starts) - 1 else (starts[k + 1] // hop + (s + self._window) // hop) // 2

@@ -113,6 +113,14 @@ class VadStream:
     def position(self) -> int:
         return self._position
 
+    @property
+    def open_segment_start(self) -> int | None:
+        """Where the segment being heard will begin, padding included (None when silent); it
+        may yet turn out too short to be one."""
+        if self._start is None:
+            return None
+        return max(self._start - self.config.speech_pad_ms * SAMPLE_RATE // 1000, self._last_end)
+
     def feed(self, audio: np.ndarray) -> list[SpeechSegment]:
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         if self._pending.size:

@@ -55,6 +55,7 @@ MAX_STEP_S = 2.0  # ... and on a busy one
 TARGET_BUSY = 0.6  # the share of time the inference threads may work before steps grow
 MAX_BATCH = 4  # model calls run together at most (a 2 s window: no gain past 4 on a CPU)
 UPLOAD_NICE = 10  # uploads' threads yield the cores to live work (finals, live steps) when contended
+PREPARE_NICE = 19  # work that only saves time later (a final's windows run ahead): idle cycles only
 
 
 class ServerState:
@@ -79,6 +80,9 @@ class ServerState:
         # stream's final never waits for an upload, and uploads run at a lower CPU priority
         self.final_pool = FairPool(config.report_threads, "iqrah-final", per_client=config.report_threads)
         self.upload_pool = FairPool(config.upload_threads, "iqrah-upload", nice=UPLOAD_NICE)
+        # a stream's final-report windows run ahead (StreamingAnalyzer.prepare_final) on one thread
+        # at the lowest CPU priority: on the cores live work and finals leave idle, else hardly
+        self.prepare_pool = FairPool(1, "iqrah-prepare", nice=PREPARE_NICE)
         # a stream's reference and analyzer (ms for an ayah, seconds for 2:2-286): threads of their
         # own, so that no client's starts hold the threads that save every stream's session
         # (asyncio's default executor)
@@ -151,6 +155,10 @@ class ServerState:
 
     async def run_upload(self, client: str, fn, *args):
         return await self.upload_pool.run(client, fn, *args)
+
+    async def run_prepare(self, client: str, fn, *args):
+        """Work that only saves time later (a final report's windows run ahead)."""
+        return await self.prepare_pool.run(client, fn, *args)
 
     async def run_start(self, client: str, fn, *args):
         """Build a stream's analyzer (its reference), when the client's turn comes."""
@@ -282,7 +290,7 @@ def create_app(config: ServerConfig | None = None, *, model=None, store: Session
         yield
         state.draining.set()
         state.pool.shutdown(wait=False, cancel_futures=True)
-        for pool in (state.final_pool, state.upload_pool, state.start_pool):
+        for pool in (state.final_pool, state.upload_pool, state.prepare_pool, state.start_pool):
             pool.shutdown()
         state.store_pool.shutdown(wait=True)  # the last connection counts (each call times out in 2 s)
 

@@ -63,6 +63,7 @@ class StreamSession:
         self.inbox: list[np.ndarray] = []  # audio received and not yet fed to the analyzer
         self.inbox_since = 0.0  # when its oldest chunk arrived
         self.feeding: asyncio.Task | None = None
+        self.preparing: asyncio.Task | None = None  # the final model on a completed window (prepare_final)
         self.missed_pongs = 0
         self.reading = False  # the loop waits for the next message (else it handles one: pongs wait)
         self.closed = False
@@ -356,8 +357,21 @@ class StreamSession:
                 if any(e.type == "word" for e in events) or len(self.unsaved) >= STORE_EVERY_BYTES:
                     self._store_soon()
                 await self._send_events(events, arrived)
+                if analyzer.final_window_due and (self.preparing is None or self.preparing.done()):
+                    # beside the feeds, at a low priority: live words do not wait for it, and the
+                    # final report does not either (a window not run by then, it runs itself)
+                    self.preparing = asyncio.create_task(self._prepare_final(analyzer))
         except Exception:
             await self._internal_error()
+
+    async def _prepare_final(self, analyzer: StreamingAnalyzer) -> None:
+        """Run the final model on the windows the audio has completed, so that little is left to
+        run after stop. Only a saving: should it fail, the final report runs them itself."""
+        try:
+            while analyzer.final_window_due and not self.closed:
+                await self.server.run_prepare(self.client, analyzer.prepare_final)
+        except Exception:
+            log.exception("preparing the final report failed; it will run the window itself")
 
     async def _internal_error(self) -> None:
         """A bug, not the client's doing: log it, tell the client it may resume, close."""
