@@ -78,9 +78,6 @@ class WindowMemo:
     def put(self, window: np.ndarray, output: np.ndarray) -> None:
         self._outputs[self._key(window)] = output
 
-    def __len__(self) -> int:
-        return len(self._outputs)
-
 
 class OnnxAcousticModel(AcousticModel):
     """Frame-wise phoneme log-probabilities from an exported iqrah acoustic model."""

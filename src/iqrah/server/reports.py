@@ -5,9 +5,9 @@ Run first come, first served on one thread, three long uploads delayed a live st
 five-fold. A FairPool runs one job of a client at a time; the others wait their turn, taken
 round robin between clients. A pool may let a client use threads no other client is waiting
 for (``per_client``): many streams behind one address (a classroom, a benchmark) had their
-finals run one by one while a report thread sat idle. The server keeps uploads in a pool of their own whose threads run
-at a lower CPU priority (Linux ``nice``), so a final never queues behind an upload and live work
-keeps the cores while uploads wait.
+finals run one by one while a report thread sat idle. The server keeps uploads in a pool of
+their own whose threads run at a lower CPU priority (Linux ``nice``), so a final never queues
+behind an upload and live work keeps the cores while uploads wait.
 """
 
 from __future__ import annotations
