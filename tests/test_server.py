@@ -130,6 +130,35 @@ def test_a_stream_gets_words_while_sending_and_the_report_at_the_end(client, pcm
     assert len(final["words"]) == 4
 
 
+def test_the_server_runs_the_final_reports_windows_while_the_reciter_goes_on(model, recitations, monkeypatch):
+    """A 12 s recitation: the final report's first 10 s window runs while the audio still comes
+    (prepare_final, on the server's low-priority thread), and the report is the offline one."""
+    from iqrah.analyze import analyze
+    from iqrah.audio import decode_audio
+
+    audio = decode_audio(recitations / "dev" / "offline-tarteel-test-corpus-002255.opus")[: 12 * 16000]
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    windows = []
+    run_window = model.run_window
+    monkeypatch.setattr(model, "run_window",
+                        lambda window, memo: windows.append(window.size) or run_window(window, memo))
+    with TestClient(create_app(ServerConfig(max_connections=4), model=model)) as client:
+        with client.websocket_connect("/ws/stream") as ws:
+            ws.send_text(start_msg(surah=2, ayah=255))
+            assert json.loads(ws.receive_text())["type"] == "ready"
+            send_audio(ws, pcm)
+            for _ in range(100):  # the window runs beside the feeds, on a thread of its own
+                if windows:
+                    break
+                time.sleep(0.05)
+            ws.send_text(json.dumps({"type": "stop"}))
+            final = receive(ws)[-1]["data"]
+    assert windows == [10 * 16000]
+    heard = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768  # the audio as the server has it
+    offline = analyze(heard, "2:255", model=model).model_dump(mode="json")
+    assert final == offline | {"timings_ms": final["timings_ms"], "audio_ms": final["audio_ms"]}
+
+
 def test_upload_gives_the_same_report_as_the_stream(client, speech):
     buffer = io.BytesIO()
     sf.write(buffer, speech, 16000, format="WAV", subtype="PCM_16")
