@@ -179,8 +179,7 @@ class OnnxAcousticModel(AcousticModel):
 
     def run_window(self, window: np.ndarray, memo: WindowMemo) -> None:
         """Run one window (from ``settled_windows``) now, for ``memo``."""
-        if memo.get(window) is None:
-            memo.put(window, self._run(np.asarray(window, dtype=np.float32)))
+        memo.put(window, self._run(np.asarray(window, dtype=np.float32)))
 
     def _window_output(self, window: np.ndarray) -> np.ndarray:
         memo = getattr(self._reuse, "memo", None)
@@ -222,9 +221,10 @@ class OnnxAcousticModel(AcousticModel):
             return np.ascontiguousarray(self._run(audio), dtype=np.float32)
         hop = SAMPLES_PER_FRAME
         total = self._frames(audio.size)
-        step = self._window - self._overlap
-        starts = list(range(0, audio.size - self._window, step))
-        last = (audio.size - self._window) // hop * hop  # the last window ends at the end
+        # the windows fixed by the audio before its last sample (a stream runs them ahead, see
+        # settled_windows), then one that ends at the end
+        starts = [s for s, _ in self.settled_windows(audio.size - 1)]
+        last = (audio.size - self._window) // hop * hop
         if last > starts[-1]:
             starts.append(last)
         out = np.empty((total, len(self.vocab)), dtype=np.float32)
