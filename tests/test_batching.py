@@ -118,7 +118,7 @@ def test_the_bundled_model_is_not_batched_and_its_float_twin_batches_exactly(tmp
     from iqrah_train.float_convs import float_convs
 
     graph = onnx.load(str(bundled_model_path()))
-    float_convs(graph, matmuls=True)
+    float_convs(graph, matmuls=".")
     path = tmp_path / "iqrah-small.onnx"
     onnx.save(graph, str(path))
     (tmp_path / "iqrah-small.json").write_text(bundled_model_path().with_suffix(".json").read_text(encoding="utf-8"),

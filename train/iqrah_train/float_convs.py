@@ -1,4 +1,4 @@
-"""Turn the INT8 convolutions of a dynamically quantized model back into float convolutions.
+"""Turn INT8 convolutions (and chosen MatMuls) of a dynamically quantized model back into float ones.
 
 onnxruntime has no fast kernel for ``ConvInteger``: in the shipped model its 20 convolutions
 took 8 of the 15 ms that a 2 s window costs on one thread, while the 38 quantized MatMuls took
@@ -7,20 +7,32 @@ way without its float checkpoint: each ``DynamicQuantizeLinear -> ConvInteger ->
 becomes one ``Conv`` whose weights are the INT8 weights dequantized (the weights the INT8 model
 computes with, so only the rounding of the activations goes away).
 
-    PYTHONPATH=train .venv/bin/python -m iqrah_train.float_convs --model IN.onnx --out OUT.onnx [--matmuls]
+MatMuls too (``--matmuls REGEX``, those whose node name matches): dynamic quantization rounds each
+MatMul's input to 256 levels of one scale for the whole tensor, and Whisper's activations have a
+few large channels; in iqrah-small 0.5.0 that cost learners 1.4 points of PER. ``--int8-weights``
+keeps such weights INT8 in the file (the file does not grow) behind a ``DequantizeLinear`` that
+onnxruntime folds into float weights when the session loads, which the loader asks for when the
+card says ``"fold_dequantize": true``.
+
+    PYTHONPATH=train .venv/bin/python -m iqrah_train.float_convs --model IN.onnx --out OUT.onnx \
+        [--matmuls [REGEX]] [--int8-weights]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+from pathlib import Path
 
 import numpy as np
 
 
-def float_convs(model, matmuls: bool = False):
-    """Rewrite ``model`` (an onnx ModelProto) in place; returns how many nodes changed. With
-    ``matmuls`` the MatMuls become float too: a float model, whose batches are computed exactly as
-    their items one by one (dynamic quantization scales activations by the whole batch)."""
+def float_convs(model, matmuls: str | None = None, int8_weights: bool = False):
+    """Rewrite ``model`` (an onnx ModelProto) in place; returns how many nodes changed. MatMuls
+    whose name matches the regex ``matmuls`` become float too (``"."``: all of them, a float model,
+    whose batches are computed exactly as their items one by one). ``int8_weights``: the float
+    weights are the INT8 ones behind a ``DequantizeLinear`` (see the module's docstring)."""
     import onnx
     from onnx import numpy_helper
 
@@ -35,8 +47,10 @@ def float_convs(model, matmuls: bool = False):
         return numpy_helper.to_array(inits[name])
 
     changed, drop, new_inits = 0, [], []
-    integer_ops = {"ConvInteger": "Conv", "MatMulInteger": "MatMul"} if matmuls else {"ConvInteger": "Conv"}
-    for conv in [n for n in graph.node if n.op_type in integer_ops]:
+    integer_ops = {"ConvInteger": "Conv", "MatMulInteger": "MatMul"}
+    chosen = [n for n in graph.node if n.op_type == "ConvInteger"
+              or (n.op_type == "MatMulInteger" and matmuls is not None and re.search(matmuls, n.name))]
+    for conv in chosen:
         x_q, w_q, _, w_zp = conv.input
         quantize = producer[x_q]
         assert quantize.op_type == "DynamicQuantizeLinear", quantize.op_type
@@ -52,7 +66,12 @@ def float_convs(model, matmuls: bool = False):
         zero = constant(w_zp).astype(np.float32).reshape(shape if constant(w_zp).size > 1 else ())
         scale = constant(w_scale).astype(np.float32).reshape(shape if constant(w_scale).size > 1 else ())
         weight_name = w_q.replace("_quantized", "") + "_float"
-        new_inits.append(numpy_helper.from_array((q - zero) * scale, weight_name))
+        if int8_weights:
+            axis = 0 if conv.op_type == "ConvInteger" else q.ndim - 1
+            graph.node.insert(list(graph.node).index(conv), onnx.helper.make_node(
+                "DequantizeLinear", [w_q, w_scale, w_zp], [weight_name], name=weight_name, axis=axis))
+        else:
+            new_inits.append(numpy_helper.from_array((q - zero) * scale, weight_name))
         replacement = onnx.helper.make_node(integer_ops[conv.op_type], [quantize.input[0], weight_name],
                                             [mul.output[0]], name=conv.name.replace("_quant", ""))
         replacement.attribute.extend(conv.attribute)
@@ -76,19 +95,60 @@ def float_convs(model, matmuls: bool = False):
     return changed
 
 
+def write_card(src_model: Path, out: Path, version: str, matmuls: list[str], int8_weights: bool,
+               dev: dict | None) -> Path:
+    """The card of ``out``: the source model's card with the new version, precision and size."""
+    card_path = out.with_suffix(".json")
+    card = json.loads(src_model.with_suffix(".json").read_text(encoding="utf-8"))
+    source = f"{card.get('name', src_model.stem)} {card.get('version', '?')}"
+    card["version"] = version
+    floats = f"; {len(matmuls)} MatMuls in float" if matmuls else ""
+    if matmuls and int8_weights:
+        floats += " over INT8 weights dequantized at load"
+    card["precision"] = f"int8 MatMuls (dynamic quantization, onnxruntime), float convolutions{floats}"
+    card["float_matmuls"] = matmuls
+    card["fold_dequantize"] = bool(int8_weights and matmuls)
+    card["derived"] = f"{source}'s network, rewritten by iqrah_train.float_convs (same weights)"
+    card["bytes"] = out.stat().st_size
+    if dev is not None:
+        card.setdefault("dev", {})["shipped"] = dev
+    card_path.write_text(json.dumps(card, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return card_path
+
+
 def main() -> None:
     import onnx
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--matmuls", action="store_true", help="the MatMuls too: an all-float model")
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--matmuls", nargs="?", const=".", default=None, metavar="REGEX",
+                        help="the MatMuls whose node name matches too (all of them without REGEX)")
+    parser.add_argument("--int8-weights", action="store_true",
+                        help="keep the weights INT8 in the file, dequantized when a session loads it")
+    parser.add_argument("--version", help="write OUT's card (the model's card, this version, the new precision)")
+    parser.add_argument("--dev-eval", action="store_true", help="with --version: the dev PER of OUT in the card")
     args = parser.parse_args()
-    model = onnx.load(args.model)
-    changed = float_convs(model, matmuls=args.matmuls)
+    model = onnx.load(str(args.model))
+    matmuls = [n.name.replace("_quant", "") for n in model.graph.node if n.op_type == "MatMulInteger"
+               and args.matmuls is not None and re.search(args.matmuls, n.name)]
+    changed = float_convs(model, matmuls=args.matmuls, int8_weights=args.int8_weights)
     onnx.checker.check_model(model)
-    onnx.save(model, args.out)
+    onnx.save(model, str(args.out))
     print(f"{changed} nodes made float: {args.out}")
+    if args.version:
+        dev = None
+        card = write_card(args.model, args.out, args.version, matmuls, args.int8_weights, None)
+        if args.dev_eval:
+            from iqrah.acoustic.onnx_model import OnnxAcousticModel
+
+            from .evaluate import dev_references, evaluate
+
+            refs = dev_references(Path("../shared/recitations/manifest.csv"), Path("runs/data/dev_refs.json"))
+            dev = evaluate(OnnxAcousticModel(args.out, card, threads=2), refs)
+            card = write_card(args.model, args.out, args.version, matmuls, args.int8_weights, dev)
+            print(json.dumps(dev))
+        print(f"card: {card}")
 
 
 if __name__ == "__main__":

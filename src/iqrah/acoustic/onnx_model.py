@@ -96,6 +96,10 @@ class OnnxAcousticModel(AcousticModel):
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        if card.get("fold_dequantize"):
+            # weights stored INT8 for float MatMuls: fold their DequantizeLinear into float weights
+            # once, at load (by default onnxruntime keeps it, to fuse into an INT8 kernel)
+            opts.add_session_config_entry("session.disable_quant_qdq", "1")
         self.session = ort.InferenceSession(str(path), sess_options=opts,
                                             providers=["CPUExecutionProvider"])
         self._input = self.session.get_inputs()[0].name
