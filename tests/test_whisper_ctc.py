@@ -318,3 +318,76 @@ def test_a_checkpoint_grows_by_tuned_layers_that_start_as_the_identity(tmp_path)
     assert any(n.startswith("encoder.blocks.1.") for n, p in deeper.named_parameters() if p.requires_grad)
     with pytest.raises(ValueError):
         WhisperCTC(replace(deeper_cfg, blocks=2)).grow_from(shallow.state_dict(), 1)
+
+
+def _card(path, **extra):
+    from iqrah.acoustic import Vocabulary
+
+    path.write_text(json.dumps({"vocabulary": list(Vocabulary().tokens), "features": WHISPER_FEATURES.to_dict(),
+                                "frame_seconds": 0.04, "architecture": {"type": "whisper-ctc"}, **extra}),
+                    encoding="utf-8")
+    return path
+
+
+def test_the_export_computes_the_encoders_attention_in_float_over_int8_weights(tmp_path):
+    """export.quantize_int8 for whisper-ctc: every MatMul INT8 with weights per output channel,
+    but the encoder's attention (qkv, out) in float over INT8 weights folded at load; heard through
+    a card with fold_dequantize it stays as close to FP32 as plain INT8."""
+    onnx = pytest.importorskip("onnx", reason="exporting needs onnx")
+    from iqrah.acoustic.onnx_model import OnnxAcousticModel
+    from iqrah_train.export import export_onnx, quantize_int8
+
+    model = _tiny_model(tmp_path)
+    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    export_onnx({"arch": "whisper-ctc", "config": model.cfg.to_dict(), "model": model.state_dict()}, fp32)
+    quantize_int8(fp32, int8, whisper=True)
+    graph = onnx.load(str(int8))
+    floats = sorted(n.name for n in graph.graph.node if n.op_type == "MatMul" and "/encoder/blocks." in n.name
+                    and any(i.endswith("_float") for i in n.input))
+    layers = model.cfg.encoder.layers
+    assert floats == sorted(f"/encoder/blocks.{i}/{p}/MatMul" for i in range(layers) for p in ("qkv", "out"))
+    assert sum(n.op_type == "DequantizeLinear" for n in graph.graph.node) == 2 * layers
+    fc1_scale = next(i for i in graph.graph.initializer if i.name.endswith("_scale") and i.dims)
+    assert fc1_scale.dims[0] > 1  # one scale per output channel
+
+    audio = np.random.default_rng(5).standard_normal(SR * 3).astype(np.float32) * 0.1
+    want = OnnxAcousticModel(fp32, _card(tmp_path / "fp32.json"), threads=1).log_probs(audio)
+    got = OnnxAcousticModel(int8, _card(tmp_path / "int8.json", fold_dequantize=True), threads=1).log_probs(audio)
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    plain = tmp_path / "plain.onnx"
+    quantize_dynamic(str(fp32), str(plain), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    before = OnnxAcousticModel(plain, _card(tmp_path / "plain.json"), threads=1).log_probs(audio)
+    assert got.shape == want.shape
+    # random tiny weights have no large activation channels to gain from: as close as plain INT8
+    assert np.abs(got - want).mean() < 1.5 * np.abs(before - want).mean()
+
+
+def test_restore_encoder_requantizes_the_weights_it_was_quantized_from(tmp_path):
+    """requantize.restore_encoder: a per-tensor INT8 export given its encoder's float weights gets
+    them per output channel (closer to them than before); other weights are refused."""
+    onnx = pytest.importorskip("onnx", reason="exporting needs onnx")
+    from onnx import numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from iqrah_train.export import export_onnx
+    from iqrah_train.requantize import restore_encoder
+
+    model = _tiny_model(tmp_path)
+    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    export_onnx({"arch": "whisper-ctc", "config": model.cfg.to_dict(), "model": model.state_dict()}, fp32)
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    weights = {k.removeprefix("encoder."): v.numpy() for k, v in model.state_dict().items()
+               if k.startswith("encoder.blocks.") and k.endswith(".weight")}
+    name = "blocks.0.fc1.weight"
+
+    def error(graph):
+        inits = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
+        node = next(n for n in graph.graph.node if n.name == "/encoder/blocks.0/fc1/MatMul_quant")
+        w = inits[node.input[1]].astype(np.float32) * inits[node.input[1].replace("_quantized", "_scale")]
+        return np.abs(w - weights[name].T).mean()
+
+    graph = onnx.load(str(int8))
+    before = error(graph)
+    assert restore_encoder(graph, weights) == 4 * model.cfg.encoder.layers
+    assert error(graph) < before
+    with pytest.raises(ValueError, match="not the weights"):
+        restore_encoder(onnx.load(str(int8)), {**weights, name: weights[name] + 0.5})

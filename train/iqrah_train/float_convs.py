@@ -12,7 +12,7 @@ MatMul's input to 256 levels of one scale for the whole tensor, and Whisper's ac
 few large channels; in iqrah-small 0.5.0 that cost learners 1.4 points of PER. ``--int8-weights``
 keeps such weights INT8 in the file (the file does not grow) behind a ``DequantizeLinear`` that
 onnxruntime folds into float weights when the session loads, which the loader asks for when the
-card says ``"fold_dequantize": true``.
+card says ``"fold_dequantize": true`` (``requantize.py`` uses it for the shipped precision).
 
     PYTHONPATH=train .venv/bin/python -m iqrah_train.float_convs --model IN.onnx --out OUT.onnx \
         [--matmuls [REGEX]] [--int8-weights]
@@ -21,7 +21,6 @@ card says ``"fold_dequantize": true``.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 
@@ -95,27 +94,6 @@ def float_convs(model, matmuls: str | None = None, int8_weights: bool = False):
     return changed
 
 
-def write_card(src_model: Path, out: Path, version: str, matmuls: list[str], int8_weights: bool,
-               dev: dict | None) -> Path:
-    """The card of ``out``: the source model's card with the new version, precision and size."""
-    card_path = out.with_suffix(".json")
-    card = json.loads(src_model.with_suffix(".json").read_text(encoding="utf-8"))
-    source = f"{card.get('name', src_model.stem)} {card.get('version', '?')}"
-    card["version"] = version
-    floats = f"; {len(matmuls)} MatMuls in float" if matmuls else ""
-    if matmuls and int8_weights:
-        floats += " over INT8 weights dequantized at load"
-    card["precision"] = f"int8 MatMuls (dynamic quantization, onnxruntime), float convolutions{floats}"
-    card["float_matmuls"] = matmuls
-    card["fold_dequantize"] = bool(int8_weights and matmuls)
-    card["derived"] = f"{source}'s network, rewritten by iqrah_train.float_convs (same weights)"
-    card["bytes"] = out.stat().st_size
-    if dev is not None:
-        card.setdefault("dev", {})["shipped"] = dev
-    card_path.write_text(json.dumps(card, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    return card_path
-
-
 def main() -> None:
     import onnx
 
@@ -126,29 +104,12 @@ def main() -> None:
                         help="the MatMuls whose node name matches too (all of them without REGEX)")
     parser.add_argument("--int8-weights", action="store_true",
                         help="keep the weights INT8 in the file, dequantized when a session loads it")
-    parser.add_argument("--version", help="write OUT's card (the model's card, this version, the new precision)")
-    parser.add_argument("--dev-eval", action="store_true", help="with --version: the dev PER of OUT in the card")
     args = parser.parse_args()
     model = onnx.load(str(args.model))
-    matmuls = [n.name.replace("_quant", "") for n in model.graph.node if n.op_type == "MatMulInteger"
-               and args.matmuls is not None and re.search(args.matmuls, n.name)]
     changed = float_convs(model, matmuls=args.matmuls, int8_weights=args.int8_weights)
     onnx.checker.check_model(model)
     onnx.save(model, str(args.out))
     print(f"{changed} nodes made float: {args.out}")
-    if args.version:
-        dev = None
-        card = write_card(args.model, args.out, args.version, matmuls, args.int8_weights, None)
-        if args.dev_eval:
-            from iqrah.acoustic.onnx_model import OnnxAcousticModel
-
-            from .evaluate import dev_references, evaluate
-
-            refs = dev_references(Path("../shared/recitations/manifest.csv"), Path("runs/data/dev_refs.json"))
-            dev = evaluate(OnnxAcousticModel(args.out, card, threads=2), refs)
-            card = write_card(args.model, args.out, args.version, matmuls, args.int8_weights, dev)
-            print(json.dumps(dev))
-        print(f"card: {card}")
 
 
 if __name__ == "__main__":
