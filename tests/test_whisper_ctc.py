@@ -104,6 +104,25 @@ def _tiny_model(tmp_path) -> WhisperCTC:
     return model.load_pretrained(tmp_path / "model.bin").eval()
 
 
+def _export(model: WhisperCTC, path):
+    """The ONNX graph of ``model`` (iqrah_train.export), at ``path``."""
+    from iqrah_train.export import export_onnx
+
+    export_onnx({"arch": "whisper-ctc", "config": model.cfg.to_dict(), "model": model.state_dict(),
+                 "features": WHISPER_FEATURES.to_dict()}, path)
+    return path
+
+
+def _card(path, **extra):
+    """A whisper-ctc model card at ``path`` (what the loader reads beside the graph)."""
+    from iqrah.acoustic import Vocabulary
+
+    path.write_text(json.dumps({"vocabulary": list(Vocabulary().tokens), "features": WHISPER_FEATURES.to_dict(),
+                                "frame_seconds": 0.04, "architecture": {"type": "whisper-ctc"}, **extra}),
+                    encoding="utf-8")
+    return path
+
+
 def test_a_padded_batch_is_heard_as_each_recording_alone(tmp_path):
     """Training pads recordings into batches; inference runs each alone. The masks (attention,
     conv1's output beyond the end, the head's convolution) make the two the same."""
@@ -135,18 +154,11 @@ def test_iqrah_runs_the_exported_model_at_40_ms_frames(tmp_path):
     """The ONNX graph of a whisper-ctc model, loaded by OnnxAcousticModel from its card: one frame
     per 40 ms for any length, long audio windowed."""
     pytest.importorskip("onnx", reason="exporting needs onnx")
-    from iqrah.acoustic import Vocabulary
     from iqrah.acoustic.onnx_model import OnnxAcousticModel
-    from iqrah_train.export import export_onnx
 
     model = _tiny_model(tmp_path)
-    ckpt = {"arch": "whisper-ctc", "config": model.cfg.to_dict(), "model": model.state_dict(),
-            "features": WHISPER_FEATURES.to_dict()}
-    path = tmp_path / "m.onnx"
-    export_onnx(ckpt, path)
-    (tmp_path / "m.json").write_text(json.dumps({
-        "vocabulary": list(Vocabulary().tokens), "features": WHISPER_FEATURES.to_dict(), "frame_seconds": 0.04,
-        "architecture": {"type": "whisper-ctc"}}), encoding="utf-8")
+    path = _export(model, tmp_path / "m.onnx")
+    _card(tmp_path / "m.json")
     onnx_model = OnnxAcousticModel(path, threads=1, window_seconds=3.0, overlap_seconds=1.0)
     rng = np.random.default_rng(2)
     for n in (100, 640 * 10, 640 * 10 + 300, SR * 2, SR * 7 + 77):
@@ -161,18 +173,11 @@ def test_iqrah_runs_the_exported_model_at_40_ms_frames(tmp_path):
 
 def test_the_cards_delay_is_taken_off_the_start_and_the_frame_count_kept(tmp_path):
     pytest.importorskip("onnx", reason="exporting needs onnx")
-    from iqrah.acoustic import Vocabulary
     from iqrah.acoustic.onnx_model import OnnxAcousticModel
-    from iqrah_train.export import export_onnx
 
     model = _tiny_model(tmp_path)
-    export_onnx({"arch": "whisper-ctc", "config": model.cfg.to_dict(), "model": model.state_dict()}, tmp_path / "m.onnx")
-    cards = {}
-    for name, delay in (("plain", 0.0), ("late", 0.023)):
-        cards[name] = tmp_path / f"{name}.json"
-        cards[name].write_text(json.dumps({
-            "vocabulary": list(Vocabulary().tokens), "features": WHISPER_FEATURES.to_dict(), "frame_seconds": 0.04,
-            "delay_seconds": delay, "architecture": {"type": "whisper-ctc"}}), encoding="utf-8")
+    _export(model, tmp_path / "m.onnx")
+    cards = {name: _card(tmp_path / f"{name}.json", delay_seconds=delay) for name, delay in (("plain", 0.0), ("late", 0.023))}
     plain = OnnxAcousticModel(tmp_path / "m.onnx", cards["plain"], threads=1)
     late = OnnxAcousticModel(tmp_path / "m.onnx", cards["late"], threads=1)
     audio = np.random.default_rng(3).standard_normal(SR * 2 + 1000).astype(np.float32) * 0.1
@@ -320,26 +325,16 @@ def test_a_checkpoint_grows_by_tuned_layers_that_start_as_the_identity(tmp_path)
         WhisperCTC(replace(deeper_cfg, blocks=2)).grow_from(shallow.state_dict(), 1)
 
 
-def _card(path, **extra):
-    from iqrah.acoustic import Vocabulary
-
-    path.write_text(json.dumps({"vocabulary": list(Vocabulary().tokens), "features": WHISPER_FEATURES.to_dict(),
-                                "frame_seconds": 0.04, "architecture": {"type": "whisper-ctc"}, **extra}),
-                    encoding="utf-8")
-    return path
-
-
 def test_the_export_computes_the_encoders_attention_in_float_over_int8_weights(tmp_path):
     """export.quantize_int8 for whisper-ctc: every MatMul INT8 with weights per output channel,
     but the encoder's attention (qkv, out) in float over INT8 weights folded at load; heard through
     a card with fold_dequantize it stays as close to FP32 as plain INT8."""
     onnx = pytest.importorskip("onnx", reason="exporting needs onnx")
     from iqrah.acoustic.onnx_model import OnnxAcousticModel
-    from iqrah_train.export import export_onnx, quantize_int8
+    from iqrah_train.export import quantize_int8
 
     model = _tiny_model(tmp_path)
-    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
-    export_onnx({"arch": "whisper-ctc", "config": model.cfg.to_dict(), "model": model.state_dict()}, fp32)
+    fp32, int8 = _export(model, tmp_path / "fp32.onnx"), tmp_path / "int8.onnx"
     quantize_int8(fp32, int8, whisper=True)
     graph = onnx.load(str(int8))
     floats = sorted(n.name for n in graph.graph.node if n.op_type == "MatMul" and "/encoder/blocks." in n.name
@@ -368,12 +363,10 @@ def test_restore_encoder_requantizes_the_weights_it_was_quantized_from(tmp_path)
     onnx = pytest.importorskip("onnx", reason="exporting needs onnx")
     from onnx import numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from iqrah_train.export import export_onnx
     from iqrah_train.requantize import restore_encoder
 
     model = _tiny_model(tmp_path)
-    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
-    export_onnx({"arch": "whisper-ctc", "config": model.cfg.to_dict(), "model": model.state_dict()}, fp32)
+    fp32, int8 = _export(model, tmp_path / "fp32.onnx"), tmp_path / "int8.onnx"
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
     weights = {k.removeprefix("encoder."): v.numpy() for k, v in model.state_dict().items()
                if k.startswith("encoder.blocks.") and k.endswith(".weight")}

@@ -65,9 +65,9 @@ def restore_encoder(model, linear_weights: dict[str, np.ndarray]) -> int:
         w_q, w_zp = node.input[1], node.input[3]
         w_scale = w_q.replace("_quantized", "_scale")
         weight = linear_weights[f"blocks.{match[1]}.{match[2]}.weight"].T.astype(np.float32)
-        old = numpy_helper.to_array(inits[w_q]).astype(np.float32) * numpy_helper.to_array(inits[w_scale])
-        step = float(np.max(numpy_helper.to_array(inits[w_scale])))
-        if old.shape != weight.shape or np.abs(old - weight).max() > 0.51 * step:
+        old_scale = numpy_helper.to_array(inits[w_scale])
+        old = numpy_helper.to_array(inits[w_q]).astype(np.float32) * old_scale
+        if old.shape != weight.shape or np.abs(old - weight).max() > 0.51 * float(np.max(old_scale)):
             raise ValueError(f"{node.name}: these are not the weights the model was quantized from")
         q, scale = per_channel(weight)
         inits[w_q].CopyFrom(numpy_helper.from_array(q, w_q))
